@@ -1,0 +1,90 @@
+"""Prompt sets: facts and clean/corrupt pairs, as JSONL users can bring themselves.
+
+- Facts: ``{"prompt", "subject", "answer", "relation"}``; the subject must occur in
+  the prompt, and the answer is what follows the prompt (usually with a leading
+  space, e.g. ``" Paris"``).
+- Pairs (IOI and other patching data): ``{"clean", "corrupt", "answer", "wrong"}``.
+
+Answers of several tokens: ``policy="single"`` refuses them with the tokenization
+shown; ``policy="first"`` scores the first token (what a next-token metric can see).
+Built-in sets are named ``builtin:NAME`` and live in ``data/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from interp.datasets.jsonl import read_jsonl
+from interp.errors import InterpError
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+FACT_SCHEMA = {"prompt": str, "subject": str, "answer": str, "relation": str}
+PAIR_SCHEMA = {"clean": str, "corrupt": str, "answer": str, "wrong": str}
+
+
+@dataclass(frozen=True)
+class Fact:
+    prompt: str
+    subject: str
+    answer: str
+    relation: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Pair:
+    clean: str
+    corrupt: str
+    answer: str
+    wrong: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve(source: str | Path, folder: str) -> Path:
+    """``builtin:NAME`` -> ``data/<folder>/NAME.jsonl``; anything else is a path."""
+    text = str(source)
+    if text.startswith("builtin:"):
+        name = text.removeprefix("builtin:")
+        path = DATA_DIR / folder / f"{name}.jsonl"
+        if not path.is_file():
+            have = sorted(p.stem for p in (DATA_DIR / folder).glob("*.jsonl"))
+            raise InterpError(f"no built-in set {name!r}: choose one of {have}")
+        return path
+    return Path(text)
+
+
+def load_facts(source: str | Path) -> list[Fact]:
+    path = resolve(source, "facts")
+    facts = []
+    for number, rec in enumerate(read_jsonl(path, FACT_SCHEMA, "fact"), start=1):
+        if rec["subject"] not in rec["prompt"]:
+            raise InterpError(f"{path}: fact {number}: subject {rec['subject']!r} "
+                              f"is not in the prompt {rec['prompt']!r}")
+        facts.append(Fact(**{k: rec[k] for k in FACT_SCHEMA}))
+    return facts
+
+
+def load_pairs(source: str | Path) -> list[Pair]:
+    path = resolve(source, "pairs")
+    return [Pair(**{k: rec[k] for k in PAIR_SCHEMA}) for rec in read_jsonl(path, PAIR_SCHEMA, "pair")]
+
+
+def subject_positions(model, prompt: str, subject: str, prepend_bos: bool | None = None) -> list[int]:
+    """Token positions of ``subject`` in ``prompt`` (by character offsets)."""
+    start = prompt.find(subject)
+    if start < 0:
+        raise InterpError(f"subject {subject!r} is not in the prompt {prompt!r}; "
+                          f"its tokens are {model.to_str_tokens(prompt, prepend_bos)}")
+    end = start + len(subject)
+    enc = model.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    offset = 1 if (model.prepends_bos if prepend_bos is None else prepend_bos) else 0
+    hits = [i + offset for i, (a, b) in enumerate(enc["offset_mapping"]) if a < end and b > start]
+    if not hits:
+        raise InterpError(f"subject {subject!r} covers no whole token of {prompt!r}: "
+                          f"{model.to_str_tokens(prompt, prepend_bos)}")
+    return hits

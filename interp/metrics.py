@@ -1,0 +1,70 @@
+"""Metrics on logits and the direct-logit-attribution (DLA) arithmetic.
+
+DLA reads a residual-stream component ``v`` straight through the unembedding with
+the final norm's per-position scale frozen at its value on this input:
+
+- RMSNorm: ``logit_t(v) = s * (v . (w * W_U[:, t]))`` with ``s = 1/sqrt(mean(x^2)+eps)``;
+- LayerNorm: ``logit_t(v) = s * ((v - mean(v)) . (w * W_U[:, t]))``, ``s = 1/sqrt(var(x)+eps)``;
+
+where ``x`` is the final residual. Summed over every component (embeddings, each
+attention and MLP output) this gives the logit minus the norm bias and ``b_U`` terms.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+def logit_diff(logits: Float[Tensor, "batch d_vocab"], answer: Int[Tensor, " batch"],
+               wrong: Int[Tensor, " batch"]) -> Float[Tensor, " batch"]:
+    """``logit[answer] - logit[wrong]`` per row."""
+    return logits.gather(-1, answer[:, None])[:, 0] - logits.gather(-1, wrong[:, None])[:, 0]
+
+
+def answer_prob(logits: Float[Tensor, "batch d_vocab"], answer: Int[Tensor, " batch"]) -> Float[Tensor, " batch"]:
+    return logits.float().softmax(-1).gather(-1, answer[:, None])[:, 0]
+
+
+def kl_div(logits_p: Float[Tensor, "batch d_vocab"],
+           logits_q: Float[Tensor, "batch d_vocab"]) -> Float[Tensor, " batch"]:
+    """``KL(p || q)`` per row, from logits."""
+    logp, logq = logits_p.float().log_softmax(-1), logits_q.float().log_softmax(-1)
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def final_scale(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... 1"]:
+    """The final norm's input-dependent scale ``s`` at each position."""
+    norm = model.weights.final_norm
+    x = resid.float()
+    if norm.kind == "rms":
+        return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + norm.eps)
+
+
+def unembed_dirs(model, tokens: Int[Tensor, " n"]) -> Float[Tensor, "d_model n"]:
+    """``w * W_U[:, t]`` for each token: the direction a component must point along
+    to raise that logit, with the final norm's weight folded in."""
+    return model.weights.W_U_normed()[:, tokens]
+
+
+def direct_logit(model, component: Float[Tensor, "... d_model"], scale: Float[Tensor, "... 1"],
+                 dirs: Float[Tensor, "d_model n"]) -> Float[Tensor, "... n"]:
+    """DLA of a residual component on each direction in ``dirs`` (see module docstring)."""
+    v = component.float()
+    if model.weights.final_norm.kind == "layer":
+        v = v - v.mean(-1, keepdim=True)
+    return (v * scale) @ dirs.float()
+
+
+def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float[Tensor, "... 1"],
+               dirs: Float[Tensor, "d_model n"]) -> Float[Tensor, "... d_mlp n"]:
+    """Each neuron's direct contribution: ``act_n * s * (W_out[:, n] . dir)``
+    (LayerNorm: ``W_out`` columns centred). Sums over neurons to the DLA of the MLP
+    output without its bias ``b_out``."""
+    W_out = model.weights.W_out[layer].float()  # [d_model, d_mlp]
+    if model.weights.final_norm.kind == "layer":
+        W_out = W_out - W_out.mean(0, keepdim=True)
+    per_neuron = W_out.T @ dirs.float()  # [d_mlp, n]
+    return acts.float()[..., :, None] * scale[..., None] * per_neuron

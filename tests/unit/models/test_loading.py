@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.pytorch_utils import Conv1D
+
+from interp.errors import InterpError
+from interp.models import load_model
+
+
+def test_unknown_spec_lists_the_choices():
+    with pytest.raises(InterpError, match="smollm2-135m, tiny-gpt2, tiny-llama"):
+        load_model("no-such-model-xyz")
+
+
+def test_missing_local_directory():
+    with pytest.raises(InterpError, match="does not exist"):
+        load_model("./no/such/dir")
+
+
+def test_unavailable_device():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(InterpError, match="CUDA is not available"):
+        load_model("tiny-llama", device="cuda")
+
+
+def test_local_directory_round_trip(tmp_path, tiny_llama):
+    """A saved model directory works as a spec and gives the same logits."""
+    tiny_llama.save_pretrained(tmp_path)
+    again = load_model(str(tmp_path))
+    tokens = tiny_llama.to_tokens("abc")
+    with torch.no_grad():
+        torch.testing.assert_close(again(tokens), tiny_llama(tokens))
+    assert again.weights_hash == tiny_llama.weights_hash
+    assert again.prepends_bos == tiny_llama.prepends_bos
+    assert again.to_tokens("abc").tolist() == tokens.tolist()
+
+
+def test_tiny_models_are_deterministic():
+    a, b = load_model("tiny-gpt2"), load_model("tiny-gpt2")
+    assert a.weights_hash == b.weights_hash
+
+
+def test_architecture_facts(tiny_gpt2, tiny_llama):
+    assert not tiny_gpt2.is_glu and tiny_llama.is_glu
+    assert tiny_gpt2.weights.final_norm.kind == "layer" and tiny_llama.weights.final_norm.kind == "rms"
+    assert tiny_llama.info()["n_neurons"] == tiny_llama.n_layers * tiny_llama.d_mlp
+
+
+def test_weight_layouts(tiny_gpt2, tiny_llama):
+    for m in (tiny_gpt2, tiny_llama):
+        w = m.weights
+        assert w.W_in[0].shape == (m.d_mlp, m.d_model)
+        assert w.W_out[1].shape == (m.d_model, m.d_mlp)
+        assert w.W_U.shape == (m.d_model, m.d_vocab)
+        assert w.W_E.shape == (m.d_vocab, m.d_model)
+    assert tiny_llama.weights.W_gate[0].shape == (tiny_llama.d_mlp, tiny_llama.d_model)
+    with pytest.raises(InterpError, match="does not exist"):
+        tiny_gpt2.weights.W_gate[0]
+    # GPT-2's Conv1D stores [in, out]; the view is transposed to [out, in]
+    c_fc = tiny_gpt2.hf_model.transformer.h[0].mlp.c_fc.original_component  # bridged in place
+    assert isinstance(c_fc, Conv1D)
+    assert torch.equal(tiny_gpt2.weights.W_in[0], c_fc.weight.T)
+    with pytest.raises(InterpError, match="layer 5 is out of range"):
+        tiny_gpt2.weights.W_out[5]

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from interp.analyses.base import Result
+from interp.errors import InterpError
+from interp.storage import list_runs, load_result, sql
+from interp.storage import results as results_module
+
+
+def _result(seed=0) -> Result:
+    g = torch.Generator().manual_seed(seed)
+    return Result(
+        analysis="demo",
+        config={"layers": [0, 1], "k": 3},
+        provenance={"model": "tiny-llama", "weights_hash": "abc", "created": f"2026-01-0{seed + 1}T00:00:00+00:00"},
+        tables={"t": pd.DataFrame({"layer": [0, 1], "token": [" Paris", "x"], "score": [0.5, -1.25]})},
+        tensors={"w": torch.randn(3, 4, generator=g), "i": torch.arange(5)},
+        metrics={"r": 0.123456789012345, "nan": math.nan, "name": "x"},
+        notes=["did not reproduce"],
+    )
+
+
+def test_round_trip_is_exact(tmp_path):
+    r = _result()
+    path = r.save(tmp_path / "run")
+    back = load_result(path)
+    pd.testing.assert_frame_equal(back.tables["t"], r.tables["t"])
+    for k in r.tensors:
+        assert torch.equal(back.tensors[k], r.tensors[k]) and back.tensors[k].dtype == r.tensors[k].dtype
+    assert back.metrics["r"] == r.metrics["r"] and math.isnan(back.metrics["nan"])
+    assert back.config == r.config and back.notes == r.notes and back.run_id == r.run_id
+
+
+def test_a_crash_mid_save_leaves_no_run(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results_module, "save_file", broken)
+    with pytest.raises(OSError):
+        _result().save(tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resave_replaces_atomically(tmp_path):
+    r = _result()
+    r.save(tmp_path / "run")
+    r.metrics["r"] = 2.0
+    r.save(tmp_path / "run")
+    assert load_result(tmp_path / "run").metrics["r"] == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_list_runs_and_sql(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path))
+    _result(0).save()
+    _result(1).save()
+    runs = list_runs()
+    assert len(runs) == 2 and runs.created.iloc[0] > runs.created.iloc[1]
+    hits = sql("SELECT token, score FROM table('demo', 't') WHERE score < 0")
+    assert list(hits.token) == ["x", "x"]
+    assert len(list_runs("other")) == 0
+
+
+def test_load_refuses_a_non_run(tmp_path):
+    with pytest.raises(InterpError, match="not a stored run"):
+        load_result(tmp_path)

@@ -1,0 +1,74 @@
+"""The CLI: --json prints one JSON document; bad input prints one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from interp import cli
+
+
+def run_cli(capsys, monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["interp", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_info_json(capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, monkeypatch, "info", "--model", "tiny-llama", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["n_layers"] == 2 and data["is_glu"] is True
+    assert data["hooks"]["per_layer"]["mlp_post"] == "blocks.{layer}.mlp.hook_post"
+
+
+def test_top_neurons_and_runs(capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, monkeypatch, "top-neurons", "-m", "tiny-gpt2", "-p", "abc", "-k", "3", "--json")
+    data = json.loads(out)
+    assert code == 0 and len(data["top"]) == 3
+    code, out, _ = run_cli(capsys, monkeypatch, "runs", "--json")
+    assert [r["path"] for r in json.loads(out)] == [data["path"]]
+
+
+def test_neuron_command(capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, monkeypatch, "neuron", "1.3", "-m", "tiny-llama", "-p", "hey", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["tokens"] == ["h", "e", "y"] and len(data["activations"]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["info", "--model", "no-such-model"], "unknown model spec 'no-such-model'"),
+    (["neuron", "2.0", "-m", "tiny-llama", "-p", "x"], "layer 2 is out of range: tiny-llama has layers 0-1"),
+    (["neuron", "0.999", "-m", "tiny-llama", "-p", "x"], "neuron 999 is out of range"),
+    (["neuron", "0.1", "-m", "tiny-llama", "-p", " "], "the prompt is empty"),
+    (["neuron", "0.1", "-m", "tiny-llama", "-p", "x" * 300], "longer than tiny-llama's context of 128"),
+    (["top-neurons", "-m", "tiny-llama", "-t", "ab"], "not a single token"),
+    (["data", "MISSING.txt", "--kind", "corpus"], "corpus path 'MISSING.txt' does not exist"),
+])
+def test_bad_input_is_one_line(capsys, monkeypatch, args, message):
+    code, out, err = run_cli(capsys, monkeypatch, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert "Traceback" not in err
+
+
+def test_malformed_jsonl_names_the_line(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"prompt": "a b", "subject": "a", "answer": " c", "relation": "r"}\n{"prompt": 1}\n')
+    code, out, err = run_cli(capsys, monkeypatch, "data", str(path), "--json")
+    assert code == 2 and json.loads(out)["error"].startswith(f"{path}:2:")
+
+
+def test_entry_point_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "interp.cli", "neuron", "9.9", "-m", "tiny-gpt2", "-p", "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: layer 9 is out of range: tiny-gpt2 has layers 0-1"]
