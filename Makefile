@@ -19,15 +19,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Builds (first time, ~2 min) or loads the LM-head decoding of the embedded model,
+# then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
+PORT ?= 8501
 run: install
-	$(VENV)/bin/interp info --model smollm2-135m
-	$(VENV)/bin/interp top-neurons --model smollm2-135m --prompt "The capital of France is" --top-k 10
+	$(VENV)/bin/interp decode --model smollm2-135m
+	$(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
+# Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check interp app tests benchmarks
+	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
 
 bench: install
 	$(PY) benchmarks/tracing.py
+	$(PY) benchmarks/lm_head_decoding.py
 
 lint: install
 	$(VENV)/bin/ruff check interp app tests benchmarks

@@ -166,6 +166,123 @@ def data(
                                                  f"first: {d['first']}"))
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    """``"0-3,7"`` -> (0, 1, 2, 3, 7); empty -> () meaning every layer."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        except ValueError:
+            raise InterpError(f"cannot read layers {text!r}: write e.g. 0-3,7") from None
+    return tuple(out)
+
+
+def _decoding(m, top_k: int = 20, layers: str = "", fold_norm: bool = True):
+    from interp.analyses.base import cached_run
+
+    return cached_run("lm_head_decoding", m, top_k=top_k, layers=_layers(layers), fold_norm=fold_norm)
+
+
+@app.command()
+def decode(
+    top_k: int = typer.Option(20, "--top-k", "-k"),
+    layers: str = typer.Option("", "--layers", help="e.g. 0-3,29 (default: all)"),
+    fold_norm: bool = typer.Option(True, help="fold the norms' weights in (see docs)"),
+    model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
+):
+    """Decode every neuron's weights through the LM head (cached by weights hash)."""
+    result = _decoding(_model(model, device, dtype), top_k, layers, fold_norm)
+
+    def human(r):
+        typer.echo(f"decoded {r.metrics['n_neurons']:,} neurons ({', '.join(r.metrics['sides'])}); stored at {r.path}")
+
+    emit(result.summary(), as_json, lambda _: human(result))
+
+
+@app.command("neurons-for")
+def neurons_for_cmd(
+    token: str = typer.Option(..., "--token", "-t", help="token text with its leading space, e.g. ' Paris'"),
+    k: int = typer.Option(10, "-k"),
+    side: str = typer.Option("out", help="out: promotes the token; up/gate: read the token's embedding"),
+    model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
+):
+    """The neurons whose output direction most promotes a token (or whose input reads it)."""
+    from interp.analyses.lm_head_decoding import neurons_for
+
+    m = _model(model, device, dtype)
+    token_id = m.token_id(token)
+    table = neurons_for(_decoding(m), token_id, k, side)
+    rows = table.to_dict("records")
+
+    def human(rs):
+        typer.echo(f"neurons promoting {token!r} (token {token_id}):")
+        for r in rs:
+            typer.echo(f"  {r['rank']:>2}. neuron {r['layer']}.{r['neuron']:<6} score {r['score']:+.3f}")
+
+    emit({"token": token, "token_id": token_id, "neurons": rows}, as_json, human)
+
+
+def _print_clamp(r) -> None:
+    for row in r.table("probs").itertuples():
+        typer.echo(f"  {row.prompt!r:<40} P({row.target!r}) {row.p_before:.2e} -> {row.p_after:.2e}")
+    for row in r.table("generations").itertuples():
+        typer.echo(f"  {row.prompt!r}\n     before: {row.before!r}\n     after:  {row.after!r}")
+    if r.path:
+        typer.echo(f"saved {r.path}")
+
+
+@app.command()
+def clamp(
+    neuron_ids: list[str] = typer.Option(..., "--neuron", "-n", help="LAYER.INDEX (repeatable)"),
+    value: float = typer.Option(..., "--value", "-v"),
+    prompts: list[str] = typer.Option(..., "--prompt", "-p"),
+    targets: list[str] = typer.Option([], "--target", "-t", help="tokens to track (default: the top prediction)"),
+    n_generate: int = typer.Option(0, "--generate", "-g", help="greedy tokens to generate, clamp held"),
+    model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
+):
+    """Clamp neurons to a value: target probabilities and generations, before and after."""
+    import torch
+
+    from interp.analyses.base import run
+
+    m = _model(model, device, dtype)
+    if not targets:
+        with torch.no_grad():
+            targets = [m.token_str(int(m(m.to_tokens(prompts[0]))[0, -1].argmax()))]
+    result = run("clamp", m, neurons=tuple(neuron_ids), value=value, prompts=tuple(prompts),
+                 targets=tuple(targets), generate=n_generate)
+    emit(result.summary() | {"probs": result.table("probs").to_dict("records"),
+                             "generations": result.table("generations").to_dict("records")},
+         as_json, lambda _: _print_clamp(result))
+
+
+@app.command()
+def concept(
+    token: str = typer.Option(..., "--token", "-t", help="the concept token, e.g. ' dog'"),
+    multiple: float = typer.Option(2.0, help="clamp to this multiple of the neuron's max |activation| on stdlib-docs"),
+    side: str = typer.Option("out", help="pick the neuron by output-side (out) or up-projection (up) decoding"),
+    n_generate: int = typer.Option(20, "--generate", "-g"),
+    model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
+):
+    """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
+    from interp.analyses.clamping import concept_experiment
+
+    m = _model(model, device, dtype)
+    result = concept_experiment(m, _decoding(m), token, multiple, n_generate=n_generate, side=side)
+    result.save()
+
+    def human(r):
+        x = r.metrics
+        typer.echo(f"concept {x['concept']!r}: neuron {x['neuron']} (decoded score {x['decoded_score']:+.2f}), "
+                   f"max |activation| {x['typical_max']:.2f} on {x['typical_max_corpus']}, clamped to {x['value']:.2f}")
+        typer.echo(f"mean P before {x['mean_p_before']:.2e}, after {x['mean_p_after']:.2e}; "
+                   f"raised on {x['frac_prompts_raised']:.0%} of prompts")
+        _print_clamp(r)
+
+    emit(result.summary(), as_json, lambda _: human(result))
+
+
 def main() -> None:
     """Entry point: run the app, turning InterpError into one line and exit status 2."""
     _quiet()

@@ -152,3 +152,16 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     if save:
         result.save()
     return result
+
+
+def cached_run(name: str, model, config: Config | None = None, **options) -> Result:
+    """Like ``run``, but reuse a stored Result with the same config and weights hash
+    (for analyses that are pure functions of the weights, such as decoding)."""
+    from interp.storage import find_runs, load_result
+
+    analysis = get_analysis(name)
+    config = config or analysis.config.from_dict(options)
+    hits = find_runs(name, config.to_dict(), model.weights_hash)
+    if hits:
+        return load_result(hits[0])
+    return run(name, model, config)

@@ -14,6 +14,7 @@ import tempfile
 import torch
 from tqdm.auto import tqdm
 
+from interp.generation import generate
 from interp.models.loading import interp_home
 
 OPENINGS = ["The", "In", "A", "Once", "It", "When", "This", "One", "I", "We", "There", "After"]
@@ -36,7 +37,8 @@ def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> 
             # one token per opening, so every row has the same length (no padding)
             first = [[model.encode(s)[0]] for s in starts]
             new = min(DOC_TOKENS, max(1, n_tokens - written))
-            out = _sample(model, torch.tensor(first, device=model.device), new, generator)
+            out = generate(model, torch.tensor(first, device=model.device), new, temperature=1.0,
+                           generator=generator)
             for row in out:
                 texts.append(model.tokenizer.decode(row.tolist(), skip_special_tokens=True))
             written += out.numel()
@@ -46,19 +48,3 @@ def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> 
         f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
     os.replace(f.name, path)
     return texts
-
-
-@torch.no_grad()
-def _sample(model, tokens, n_new: int, generator) -> torch.Tensor:
-    """Ancestral sampling with the HF model's KV cache; returns the new tokens only."""
-    hf = model.hf_model
-    out = hf(tokens, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1]
-    new = []
-    for _ in range(n_new):
-        probs = torch.softmax(logits.float(), -1).cpu()
-        nxt = torch.multinomial(probs, 1, generator=generator).to(tokens.device)
-        new.append(nxt)
-        out = hf(nxt, past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
-    return torch.cat(new, dim=1)

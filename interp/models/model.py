@@ -211,6 +211,11 @@ class Model:
             "Use one of those pieces (mind the leading space), or the first-token policy"
         )
 
+    @cached_property
+    def vocab(self) -> list[str]:
+        """Every token id decoded to text (``vocab[t]``), computed once."""
+        return [self.tokenizer.decode([i]) for i in range(self.d_vocab)]
+
     def token_str(self, token_id: int) -> str:
         return self.tokenizer.decode([int(token_id)])
 

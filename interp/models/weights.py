@@ -86,6 +86,10 @@ class NeuronWeights:
         self.b_gate = _PerLayer(
             "b_gate", n, lambda l: linear_bias(mlp_part("gate")(l)) if is_glu else None, optional=True
         )
+        # the weight of the norm in front of the MLP (ln2): it scales what neurons read
+        self.mlp_norm_w = _PerLayer(
+            "mlp_norm_w", n, lambda l: getattr(_orig(blocks[l].ln2), "weight", None), optional=True
+        )
         self._bridge = bridge
         act_name = getattr(hf_config, "hidden_act", None) or getattr(
             hf_config, "activation_function", None

@@ -73,7 +73,7 @@ def load_result(directory: str | Path):
     if not meta_path.is_file():
         raise InterpError(f"{directory} is not a stored run (no result.json)")
     meta = json.loads(meta_path.read_text())
-    tables = {name: pd.read_parquet(directory / "tables" / f"{name}.parquet") for name in meta["tables"]}
+    tables = LazyTables({name: directory / "tables" / f"{name}.parquet" for name in meta["tables"]})
     tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
     return Result(
         analysis=meta["analysis"],
@@ -86,3 +86,27 @@ def load_result(directory: str | Path):
         run_id=meta["run_id"],
         path=directory,
     )
+
+
+class LazyTables(dict):
+    """Tables that are read from Parquet on first access (large decoding tables
+    should not slow down a look-up that needs only the tensors)."""
+
+    def __init__(self, paths: dict[str, Path]):
+        super().__init__(paths)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        value = super().__getitem__(name)
+        if isinstance(value, Path):
+            value = pd.read_parquet(value)
+            super().__setitem__(name, value)
+        return value
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def values(self):
+        return [self[k] for k in self]
+
+    def items(self):
+        return [(k, self[k]) for k in self]

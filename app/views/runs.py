@@ -1,0 +1,43 @@
+"""Runs browser: every stored Result, its metrics, notes and figures."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+from state import get_result, model_spec, show_error
+
+from interp.analyses.base import get_analysis
+from interp.storage import list_runs, runs_root
+
+st.title("interp: MLP-neuron workbench")
+st.caption(f"Model: `{model_spec()}` · runs from `{runs_root().resolve()}`")
+
+runs = list_runs()
+if runs.empty:
+    st.info("No stored runs yet. `make run` builds the LM-head decoding; `interp --help` lists the analyses.")
+    st.stop()
+
+analyses = ["all", *sorted(runs.analysis.unique())]
+which = st.selectbox("Analysis", analyses)
+shown = runs if which == "all" else runs[runs.analysis == which]
+st.dataframe(shown[["created", "analysis", "model", "run_id", "metrics"]], hide_index=True, width="stretch")
+
+choice = st.selectbox("Open a run", shown.path.tolist(), format_func=lambda p: p.split("/", 1)[-1])
+if choice:
+    try:
+        result = get_result(choice)
+        st.subheader(f"{result.analysis} · {result.run_id}")
+        for note in result.notes:
+            st.warning(note)
+        cols = st.columns(2)
+        cols[0].markdown("**Metrics**")
+        cols[0].json(json.loads(json.dumps(result.metrics, default=str)), expanded=False)
+        cols[1].markdown("**Config and provenance**")
+        cols[1].json({"config": result.config, "provenance": result.provenance}, expanded=False)
+        figures = get_analysis(result.analysis).figures
+        if figures:
+            for name, fig in figures(result).items():
+                st.plotly_chart(fig, width="stretch", key=f"fig-{name}")
+    except Exception as exc:  # a run from an older format, a missing file
+        show_error(exc)

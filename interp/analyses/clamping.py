@@ -1,0 +1,142 @@
+"""Clamping neurons: the decoding paper's causal check, and a generation probe.
+
+``clamp`` holds chosen neurons at a value (at every position, and through
+generation) and reports, per prompt, each target token's probability before and
+after, plus greedy generations with and without the clamp.
+
+``concept_experiment`` is the paper's experiment end to end: take a concept token,
+find the neuron whose output direction promotes it most (the decoding Result's
+inverted index; ``side="up"`` picks by up-projection decoding, as the paper does),
+clamp it to ``multiple`` x its largest activation magnitude seen on a reference corpus
+(``stdlib-docs``, 4,096 tokens, stated in the Result), with the sign that promotes
+the concept (positive: the top lists are for positive activations), and measure
+P(concept) on neutral prompts and the drift of generations toward it.
+
+Why the magnitude and not the signed maximum: GLU neurons are signed and many are
+negative almost everywhere (SmolLM2's 29.645, the top output-side neuron for
+" Paris", never exceeds -0.26 on stdlib-docs), so "2 x max" would clamp them to a
+negative value that suppresses the concept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from interp.analyses.base import Config, Result, provenance, register
+from interp.errors import InterpError
+from interp.generation import generate
+from interp.tracing.hooks import clamp as clamp_hooks
+from interp.tracing.names import NeuronId
+
+NEUTRAL_PROMPTS = (
+    "Let me tell you about",
+    "My favourite thing in the world is",
+    "Yesterday I saw a",
+    "The story begins with",
+    "Here is a short poem about",
+    "I have always wanted to",
+)
+
+
+@dataclass(frozen=True)
+class ClampConfig(Config):
+    neurons: tuple[str, ...] = ("29.1066",)
+    value: float = 0.0
+    prompts: tuple[str, ...] = NEUTRAL_PROMPTS
+    targets: tuple[str, ...] = (" Paris",)
+    generate: int = 20
+
+
+def figures(result: Result) -> dict:
+    from interp.viz.decoding import clamp_bars
+
+    return {"target probability": clamp_bars(result)}
+
+
+@torch.no_grad()
+def clamp_effect(model, neurons, value: float, prompts, targets,
+                 n_generate: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per prompt and target: P before and after clamping; and generations."""
+    neurons = [model.check_neuron(n) for n in neurons]
+    if not prompts:
+        raise InterpError("no prompts given")
+    target_ids = [model.token_id(t) for t in targets]
+    rows, gens = [], []
+    for prompt in prompts:
+        tokens = model.to_tokens(prompt)
+        before = model(tokens)[0, -1].float().log_softmax(-1)
+        with clamp_hooks(model, neurons, value):
+            after = model(tokens)[0, -1].float().log_softmax(-1)
+        for target, tid in zip(targets, target_ids):
+            rows.append({"prompt": prompt, "target": target, "p_before": float(before[tid].exp()),
+                         "p_after": float(after[tid].exp()), "logp_before": float(before[tid]),
+                         "logp_after": float(after[tid]),
+                         "rank_after": int((after > after[tid]).sum())})
+        if n_generate:
+            plain = generate(model, tokens, n_generate)
+            with clamp_hooks(model, neurons, value):
+                clamped = generate(model, tokens, n_generate)
+            gens.append({"prompt": prompt, "before": model.tokenizer.decode(plain[0]),
+                         "after": model.tokenizer.decode(clamped[0])})
+    return pd.DataFrame(rows), pd.DataFrame(gens, columns=["prompt", "before", "after"])
+
+
+@torch.no_grad()
+def next_token_table(model, prompt: str, neurons, value: float, k: int = 10) -> pd.DataFrame:
+    """The union of the top-``k`` next tokens before and after clamping, with both probabilities."""
+    neurons = [model.check_neuron(n) for n in neurons]
+    tokens = model.to_tokens(prompt)
+    before = model(tokens)[0, -1].float().softmax(-1)
+    with clamp_hooks(model, neurons, value):
+        after = model(tokens)[0, -1].float().softmax(-1)
+    ids = list(dict.fromkeys(before.topk(k).indices.tolist() + after.topk(k).indices.tolist()))
+    return pd.DataFrame({"token": [model.token_str(i) for i in ids], "token_id": ids,
+                         "p_before": before[ids].tolist(), "p_after": after[ids].tolist()})
+
+
+@register("clamp", ClampConfig, figures=figures)
+def run(model, config: ClampConfig) -> Result:
+    """Clamp neurons to a value and measure target probabilities and generations."""
+    probs, gens = clamp_effect(model, config.neurons, config.value, config.prompts, config.targets, config.generate)
+    mentions = {t: float(gens.after.str.contains(t.strip(), regex=False).mean()) if len(gens) else float("nan")
+                for t in config.targets}
+    return Result(
+        analysis="clamp",
+        config=config.to_dict(),
+        provenance=provenance(model, config.seed),
+        tables={"probs": probs, "generations": gens},
+        metrics={
+            "mean_p_before": float(probs.p_before.mean()),
+            "mean_p_after": float(probs.p_after.mean()),
+            "mean_logp_gain": float((probs.logp_after - probs.logp_before).mean()),
+            "frac_prompts_raised": float((probs.p_after > probs.p_before).mean()),
+            "generations_mentioning_target": mentions,
+        },
+    )
+
+
+def concept_experiment(model, decoding: Result, concept: str, multiple: float = 2.0,
+                       prompts=NEUTRAL_PROMPTS, n_generate: int = 20, corpus: str = "stdlib-docs",
+                       side: str = "out") -> Result:
+    """The paper's experiment: the top decoded neuron (on ``side``) for ``concept``,
+    clamped to ``multiple`` x its largest activation magnitude on ``corpus``."""
+    from interp.analyses.lm_head_decoding import neurons_for
+    from interp.tracing.stream import neuron_stats
+
+    token_id = model.token_id(concept)
+    top = neurons_for(decoding, token_id, k=1, side=side).iloc[0]
+    neuron = NeuronId(int(top.layer), int(top.neuron))
+    stats = neuron_stats(model, corpus)
+    typical_max = max(abs(float(stats["max"][neuron.layer, neuron.index])),
+                      abs(float(stats["min"][neuron.layer, neuron.index])))
+    value = multiple * typical_max
+    result = run(model, ClampConfig(neurons=(str(neuron),), value=value, prompts=tuple(prompts),
+                                    targets=(concept,), generate=n_generate))
+    result.metrics.update({"concept": concept, "side": side, "neuron": str(neuron), "decoded_score": float(top.score),
+                           "typical_max": typical_max, "multiple": multiple, "value": value,
+                           "typical_max_corpus": f"{corpus}, {int(stats['count'][0])} tokens"})
+    result.config.update({"concept": concept, "multiple": multiple, "side": side})
+    return result

@@ -1,0 +1,29 @@
+"""Generation with the HF model's KV cache. Hooks attached to the bridge fire at
+every step (the bridge's modules sit inside the HF module tree), so a clamp held
+around ``generate`` applies to every generated token too."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+
+@torch.no_grad()
+def generate(model, tokens: Int[Tensor, "batch pos"], n_new: int, temperature: float = 0.0,
+             generator: torch.Generator | None = None) -> Int[Tensor, "batch n_new"]:
+    """Greedy (``temperature=0``) or sampled continuation; returns the new tokens only."""
+    hf = model.hf_model
+    out = hf(tokens, use_cache=True)
+    past, logits = out.past_key_values, out.logits[:, -1]
+    new = []
+    for _ in range(n_new):
+        if temperature > 0:
+            probs = torch.softmax(logits.float() / temperature, -1).cpu()
+            nxt = torch.multinomial(probs, 1, generator=generator).to(tokens.device)
+        else:
+            nxt = logits.argmax(-1, keepdim=True)
+        new.append(nxt)
+        out = hf(nxt, past_key_values=past, use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+    return torch.cat(new, dim=1) if new else tokens[:, :0]

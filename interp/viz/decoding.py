@@ -1,0 +1,59 @@
+"""Figures for LM-head decoding and clamping Results."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+SIDE_TITLES = {
+    "out+": "promoted (output side, W_out·W_U)",
+    "out-": "suppressed (output side)",
+    "up+": "excite the up projection (W_in·W_E)",
+    "up-": "inhibit the up projection",
+    "gate+": "open the gate (W_gate·W_E)",
+    "gate-": "close the gate",
+}
+
+
+def token_bars(rows: pd.DataFrame, side: str, k: int = 15) -> go.Figure:
+    """Horizontal bars of one neuron's decoded tokens on one side."""
+    part = rows[rows.side == side].sort_values("rank").head(k)
+    labels = [repr(t) for t in part.token]
+    color = "#2b6cb0" if side.endswith("+") else "#c53030"
+    fig = go.Figure(go.Bar(x=part.score, y=labels, orientation="h", marker_color=color,
+                           hovertext=[f"token id {i}" for i in part.token_id]))
+    fig.update_layout(title=SIDE_TITLES.get(side, side), yaxis={"autorange": "reversed", "type": "category"},
+                      height=26 * len(part) + 90, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def layer_norms_heatmap(result) -> go.Figure:
+    """Median weight norm per layer and side: where the large neurons live."""
+    neurons = result.table("neurons")
+    cols = [c for c in neurons.columns if c.endswith("_norm")]
+    med = neurons.groupby("layer")[cols].median()
+    fig = px.imshow(med.T, aspect="auto", labels={"x": "layer", "y": "side", "color": "median norm"},
+                    color_continuous_scale="Viridis")
+    fig.update_layout(title="Median neuron weight norm by layer", height=260)
+    return fig
+
+
+def promoters_bar(table: pd.DataFrame, token: str) -> go.Figure:
+    labels = [f"{l}.{n}" for l, n in zip(table.layer, table.neuron)]
+    fig = go.Figure(go.Bar(x=table.score, y=labels, orientation="h", marker_color="#2b6cb0"))
+    fig.update_layout(title=f"Neurons whose output most promotes {token!r}",
+                      yaxis={"autorange": "reversed", "type": "category"},
+                      height=26 * len(table) + 90, xaxis_title="W_out[:, n] · (w ⊙ W_U[:, t])")
+    return fig
+
+
+def clamp_bars(result) -> go.Figure:
+    probs = result.table("probs")
+    long = probs.melt(id_vars=["prompt", "target"], value_vars=["p_before", "p_after"],
+                      var_name="when", value_name="probability")
+    long["when"] = long.when.map({"p_before": "before", "p_after": "clamped"})
+    fig = px.bar(long, x="probability", y="prompt", color="when", barmode="group", orientation="h",
+                 facet_col="target", log_x=True, color_discrete_map={"before": "#a0aec0", "clamped": "#2b6cb0"})
+    fig.update_layout(height=60 * probs.prompt.nunique() + 120, title="Target probability before and after clamping")
+    return fig

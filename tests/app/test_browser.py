@@ -1,0 +1,93 @@
+"""A real browser: headless Chromium (Debian's, driven by Playwright) opens the
+neuron explorer on the embedded model, searches a token, and finds the top neuron
+that the stored decoding Result names. The screenshot is kept under
+runs/screenshots/ as a CI artifact.
+
+Set-up (done by .ci/run): `apt-get install -y chromium`; `pip install playwright`
+(no `playwright install`: the browser is Debian's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.embedded,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """Streamlit on a free localhost port, over the real store (./runs), where the
+    decoding is built once (about 2 minutes) if `make run` has not built it yet."""
+    from interp.analyses.base import cached_run
+    from interp.models import load_model
+
+    runs = ROOT / "runs"
+    env = {**os.environ, "INTERP_MODEL": "smollm2-135m", "INTERP_RUNS": str(runs)}
+    os.environ["INTERP_RUNS"] = str(runs)
+    decoding = cached_run("lm_head_decoding", load_model("smollm2-135m"))
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("streamlit") / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url, decoding
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_neuron_explorer_token_search(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    from interp.analyses.lm_head_decoding import neurons_for
+    from interp.models import load_model
+
+    url, decoding = dashboard
+    model = load_model("smollm2-135m")
+    top = neurons_for(decoding, model.token_id(" London"), k=1).iloc[0]
+    expected = f"{int(top.layer)}.{int(top.neuron)}"
+    shots = ROOT / "runs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(f"{url}/neuron_explorer", timeout=60_000)
+        page.get_by_text("Search by token").wait_for(timeout=240_000)
+        box = page.get_by_label("Token (mind the leading space)")
+        box.fill(" London")
+        box.press("Enter")
+        page.get_by_text("Neurons whose output most promotes ' London'").wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        text = page.inner_text("body")
+        page.screenshot(path=str(shots / "neuron_explorer.png"), full_page=True)
+        browser.close()
+    assert expected in text, f"top neuron {expected} for ' London' not on the page"

@@ -1,0 +1,66 @@
+"""Streamlit AppTest: every page runs without exceptions; bad input gets a message.
+
+The pages run on tiny-llama (INTERP_MODEL) so the test is fast; the real-browser
+test in test_browser.py uses the embedded model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+PAGES = ["views/runs.py", "views/neuron_explorer.py", "views/lm_head_decoding.py", "views/neuron_atlas.py",
+         "views/patching.py", "views/factual_recall.py", "views/causal_tracing.py", "views/bigram_subnetwork.py"]
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(app, page):
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def test_runs_page_lists_the_decoding(app):
+    app.switch_page("views/neuron_explorer.py").run()  # builds and stores the decoding
+    app.switch_page("views/runs.py").run()
+    assert not app.exception
+    assert any("lm_head_decoding" in str(s.value) for s in app.selectbox)
+
+
+def test_explorer_token_search_and_bad_inputs(app):
+    app.switch_page("views/neuron_explorer.py").run()
+    assert not app.exception and not app.error
+    app.text_input(key="token_query").set_value("ab").run()  # two byte tokens
+    assert any("not a single token" in e.value for e in app.error)
+    app.text_input(key="token_query").set_value("a").run()
+    app.text_input(key="neuron").set_value("7.3").run()
+    assert any("layer 7 is out of range" in e.value for e in app.error)
+    app.text_input(key="neuron").set_value("1.3").run()
+    assert not app.error
+    assert any("Neuron 1.3" in s.value for s in app.subheader)
+
+
+def test_explorer_clamp_box(app):
+    app.switch_page("views/neuron_explorer.py").run()
+    app.text_area[0].set_value("hello")
+    app.text_input[-1].set_value("nan")
+    app.button[-1].click().run()
+    assert any("finite" in e.value for e in app.error)
+    app.text_area[0].set_value("   ")
+    app.text_input[-1].set_value("3")
+    app.button[-1].click().run()
+    assert any("prompt is empty" in e.value for e in app.error)
+    app.text_area[0].set_value("hello")
+    app.button[-1].click().run()
+    assert not app.error and not app.exception
+    assert any("Clamped" in m.value for m in app.markdown)

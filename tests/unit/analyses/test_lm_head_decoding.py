@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp.analyses.lm_head_decoding import (
+    decode_block,
+    neuron_tokens,
+    neurons_for,
+    side_basis,
+    side_vectors,
+)
+from interp.errors import InterpError
+
+
+def test_batched_decoding_equals_a_per_neuron_loop(tiny):
+    k = 7
+    result = interp.run("lm_head_decoding", tiny, top_k=k, chunk=50, save=False)  # chunk not dividing d_mlp
+    decoded = result.table("decoded")
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        layer = int(torch.randint(tiny.n_layers, (1,), generator=gen))
+        neuron = int(torch.randint(tiny.d_mlp, (1,), generator=gen))
+        for side in result.metrics["sides"]:
+            scores = side_vectors(tiny, layer, side, True)[neuron] @ side_basis(tiny, side, True)
+            rows = decoded[(decoded.layer == layer) & (decoded.neuron == neuron)]
+            top = rows[rows.side == side + "+"].sort_values("rank")
+            bottom = rows[rows.side == side + "-"].sort_values("rank")
+            torch.testing.assert_close(torch.tensor(top.score.values), scores.topk(k).values)
+            torch.testing.assert_close(torch.tensor(bottom.score.values), scores.topk(k, largest=False).values)
+            assert top.token_id.tolist() == scores.topk(k).indices.tolist()
+
+
+def test_inverted_index_equals_brute_force(tiny_llama):
+    k = 5
+    result = interp.run("lm_head_decoding", tiny_llama, top_k=k, chunk=64, save=False)
+    basis = side_basis(tiny_llama, "out", True)
+    all_scores = torch.cat([side_vectors(tiny_llama, l, "out", True) @ basis for l in range(tiny_llama.n_layers)])
+    for token in (3, 100, 250):
+        best = all_scores[:, token].topk(k)
+        table = neurons_for(result, token, k)
+        assert (table.layer * tiny_llama.d_mlp + table.neuron).tolist() == best.indices.tolist()
+        torch.testing.assert_close(torch.tensor(table.score.values), best.values)
+
+
+def test_planted_embedding_decodes_to_its_token(tiny_llama):
+    token = tiny_llama.token_id("Q")
+    W_E = tiny_llama.weights.W_E
+    vectors = torch.randn(4, tiny_llama.d_model) * 0.01
+    vectors[2] = W_E[token] * 10
+    top_s, top_i, _, _ = decode_block(vectors, W_E.T, k=3)
+    assert int(top_i[2, 0]) == token
+
+
+def test_options_and_bad_input(tiny_gpt2):
+    result = interp.run("lm_head_decoding", tiny_gpt2, top_k=3, layers=(1,), fold_norm=False, save=False)
+    assert result.metrics["sides"] == ["out", "up"]  # no gate on a GELU model
+    assert set(result.table("decoded").layer) == {1}
+    assert len(neuron_tokens(result, 1, 4)) == 3 * 2 * 2
+    with pytest.raises(InterpError, match="layer 9 is out of range"):
+        interp.run("lm_head_decoding", tiny_gpt2, layers=(9,), save=False)
+    with pytest.raises(InterpError, match="unknown decoding side"):
+        interp.run("lm_head_decoding", tiny_gpt2, sides=("down",), save=False)
+
+
+def test_cached_run_reuses_the_stored_result(tiny_llama):
+    from interp.analyses.base import cached_run
+
+    first = cached_run("lm_head_decoding", tiny_llama, top_k=4)
+    again = cached_run("lm_head_decoding", tiny_llama, top_k=4)
+    assert again.path == first.path and again.run_id == first.run_id
+    assert cached_run("lm_head_decoding", tiny_llama, top_k=5).path != first.path
