@@ -1,6 +1,6 @@
 """Benchmark: LM-head decoding of every neuron against its roofline and a naive loop.
 
-    python benchmarks/lm_head_decoding.py [--chunk 512] [--sample 256]
+    python benchmarks/lm_head_decoding.py [--chunk 1536] [--sample 256]
 
 Measured in one run, on the embedded model's output side (W_out columns through the
 norm-folded W_U, all 30 x 1536 = 46,080 neurons, top-20 and bottom-20):
@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore")
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--chunk", type=int, default=1536)
     ap.add_argument("--sample", type=int, default=256)
     ap.add_argument("--k", type=int, default=20)
     args = ap.parse_args()

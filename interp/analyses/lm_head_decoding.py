@@ -53,7 +53,6 @@ class DecodingConfig(Config):
     layers: tuple[int, ...] = ()  # empty: every layer
     sides: tuple[str, ...] = SIDES
     fold_norm: bool = True
-    chunk: int = 512  # neurons per matrix product
 
 
 def side_vectors(model, layer: int, side: str, fold_norm: bool) -> Float[Tensor, "d_mlp d_model"]:
@@ -72,29 +71,70 @@ def side_basis(model, side: str, fold_norm: bool) -> Float[Tensor, "d_model d_vo
     return model.weights.W_E.T
 
 
+BLOCK = 64  # vocabulary block width for the top-k prefilter
+CHUNK = 1536  # neurons per matrix product: one SmolLM2 layer (300 MB of scores); larger GEMMs run faster
+
+
+def top_bottom_k(scores: Float[Tensor, "n d_vocab"], k: int):
+    """Exact top-k and bottom-k of each row, with a blockwise prefilter.
+
+    Any block of ``BLOCK`` tokens that holds one of a row's top-k values has a block
+    maximum at least the k-th value, so it is among the k blocks with the largest
+    maxima: top-k over those k blocks' tokens is exact (likewise for the bottom).
+    This reads the scores twice instead of running two full top-k passes.
+    """
+    n, v = scores.shape
+    if v % BLOCK or v // BLOCK < k:
+        return scores.topk(k, dim=1), scores.topk(k, dim=1, largest=False)
+    blocks = scores.view(n, v // BLOCK, BLOCK)
+    offsets = torch.arange(BLOCK, device=scores.device)
+
+    def pick(block_score: Tensor, largest: bool):
+        chosen = block_score.topk(k, dim=1, largest=largest).indices  # [n, k] block ids
+        cand = blocks.gather(1, chosen[..., None].expand(-1, -1, BLOCK)).flatten(1)  # [n, k*BLOCK]
+        best = cand.topk(k, dim=1, largest=largest)
+        token = (chosen[..., None] * BLOCK + offsets).flatten(1).gather(1, best.indices)
+        return best.values, token
+
+    return pick(blocks.amax(-1), True), pick(blocks.amin(-1), False)
+
+
+def _merge_promoters(promoters: tuple[Tensor, Tensor], scores: Tensor, first: int) -> None:
+    """Update the running top-k neurons per token with a chunk of scores.
+
+    Only tokens where some neuron of the chunk beats the current k-th best are
+    touched, so after the first chunks most of the vocabulary is skipped."""
+    best_s, best_n = promoters
+    k = best_s.shape[0]
+    hit = (scores > best_s[-1]).any(0).nonzero().squeeze(1)  # tokens that can change
+    if hit.numel() == 0:
+        return
+    sub = scores[:, hit]
+    col = sub.topk(min(k, sub.shape[0]), dim=0)
+    merged_s = torch.cat([best_s[:, hit], col.values])
+    merged_n = torch.cat([best_n[:, hit], col.indices + first])
+    top = merged_s.topk(k, dim=0)
+    best_s[:, hit] = top.values
+    best_n[:, hit] = merged_n.gather(0, top.indices)
+
+
 @torch.no_grad()
 def decode_block(vectors: Float[Tensor, "neuron d_model"], basis: Float[Tensor, "d_model d_vocab"], k: int,
-                 chunk: int = 512, promoters: tuple[Tensor, Tensor] | None = None, offset: int = 0):
+                 chunk: int = CHUNK, promoters: tuple[Tensor, Tensor] | None = None, offset: int = 0):
     """Top-k and bottom-k tokens of each vector, in chunks of ``chunk`` vectors.
 
     Returns ``(top_score, top_id, bottom_score, bottom_id)``, each ``[neuron, k]``. If
-    ``promoters=(score [k, d_vocab], neuron [k, d_vocab])`` is given, it is updated in
-    place with the running top-k neurons per token (neuron ids start at ``offset``).
+    ``promoters=(score [k, d_vocab], neuron [k, d_vocab])`` is given (scores sorted
+    descending, starting at -inf), it is updated in place with the running top-k
+    neurons per token (neuron ids start at ``offset``).
     """
     tops, top_ids, bots, bot_ids = [], [], [], []
     for start in range(0, vectors.shape[0], chunk):
         scores = vectors[start:start + chunk] @ basis  # [chunk, d_vocab]
-        t = scores.topk(k, dim=1)
-        b = scores.topk(k, dim=1, largest=False)
-        tops.append(t.values), top_ids.append(t.indices), bots.append(b.values), bot_ids.append(b.indices)
+        (ts, ti), (bs, bi) = top_bottom_k(scores, k)
+        tops.append(ts), top_ids.append(ti), bots.append(bs), bot_ids.append(bi)
         if promoters is not None:
-            kk = min(k, scores.shape[0])
-            col = scores.topk(kk, dim=0)  # the best neurons of this chunk for every token
-            merged_s = torch.cat([promoters[0], col.values])
-            merged_n = torch.cat([promoters[1], col.indices + offset + start])
-            best = merged_s.topk(k, dim=0)
-            promoters[0].copy_(best.values)
-            promoters[1].copy_(merged_n.gather(0, best.indices))
+            _merge_promoters(promoters, scores, offset + start)
     return torch.cat(tops), torch.cat(top_ids), torch.cat(bots), torch.cat(bot_ids)
 
 
@@ -141,7 +181,7 @@ def run(model, config: DecodingConfig) -> Result:
             vectors = side_vectors(model, layer, side, config.fold_norm).float()
             basis = side_basis(model, side, config.fold_norm).float()
             top_s, top_i, bot_s, bot_i = decode_block(
-                vectors, basis, k, config.chunk, promoters[side], offset=layer * model.d_mlp
+                vectors, basis, k, CHUNK, promoters[side], offset=layer * model.d_mlp
             )
             parts.append(_long_rows(layer, side, "+", top_s, top_i))
             parts.append(_long_rows(layer, side, "-", bot_s, bot_i))

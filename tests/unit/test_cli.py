@@ -51,6 +51,9 @@ def test_neuron_command(capsys, monkeypatch):
     (["neuron", "0.1", "-m", "tiny-llama", "-p", "x" * 300], "longer than tiny-llama's context of 128"),
     (["top-neurons", "-m", "tiny-llama", "-t", "ab"], "not a single token"),
     (["data", "MISSING.txt", "--kind", "corpus"], "corpus path 'MISSING.txt' does not exist"),
+    (["neurons-for", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
+    (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "must be a finite number"),
+    (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),
 ])
 def test_bad_input_is_one_line(capsys, monkeypatch, args, message):
     code, out, err = run_cli(capsys, monkeypatch, *args)
@@ -72,3 +75,14 @@ def test_entry_point_has_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: layer 9 is out of range: tiny-gpt2 has layers 0-1"]
+
+
+def test_decode_neurons_for_and_clamp(capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, monkeypatch, "decode", "-m", "tiny-llama", "-k", "5", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["n_neurons"] == 384
+    code, out, _ = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "4", "--json")
+    assert code == 0 and len(json.loads(out)["neurons"]) == 4
+    code, out, _ = run_cli(capsys, monkeypatch, "clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "5", "-p", "hi",
+                           "-g", "3", "--json")
+    data = json.loads(out)
+    assert code == 0 and len(data["generations"]) == 1 and len(data["probs"]) == 1

@@ -16,7 +16,7 @@ from interp.errors import InterpError
 
 def test_batched_decoding_equals_a_per_neuron_loop(tiny):
     k = 7
-    result = interp.run("lm_head_decoding", tiny, top_k=k, chunk=50, save=False)  # chunk not dividing d_mlp
+    result = interp.run("lm_head_decoding", tiny, top_k=k, save=False)
     decoded = result.table("decoded")
     gen = torch.Generator().manual_seed(0)
     for _ in range(10):
@@ -34,7 +34,7 @@ def test_batched_decoding_equals_a_per_neuron_loop(tiny):
 
 def test_inverted_index_equals_brute_force(tiny_llama):
     k = 5
-    result = interp.run("lm_head_decoding", tiny_llama, top_k=k, chunk=64, save=False)
+    result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)
     basis = side_basis(tiny_llama, "out", True)
     all_scores = torch.cat([side_vectors(tiny_llama, l, "out", True) @ basis for l in range(tiny_llama.n_layers)])
     for token in (3, 100, 250):
@@ -71,3 +71,30 @@ def test_cached_run_reuses_the_stored_result(tiny_llama):
     again = cached_run("lm_head_decoding", tiny_llama, top_k=4)
     assert again.path == first.path and again.run_id == first.run_id
     assert cached_run("lm_head_decoding", tiny_llama, top_k=5).path != first.path
+
+
+@pytest.mark.parametrize("v, chunk", [(64 * 40, 50), (64 * 40, 1000), (259, 30)])
+def test_blockwise_topk_and_chunked_index_are_exact(v, chunk):
+    """The prefilter (vocab divisible by 64) and the plain path give torch.topk's
+    values, and the thresholded inverted index equals a brute-force column top-k."""
+    gen = torch.Generator().manual_seed(v)
+    vectors, basis, k = torch.randn(120, 16, generator=gen), torch.randn(16, v, generator=gen), 6
+    prom = (torch.full((k, v), -torch.inf), torch.zeros((k, v), dtype=torch.long))
+    ts, ti, bs, bi = decode_block(vectors, basis, k, chunk=chunk, promoters=prom, offset=1000)
+    scores = vectors @ basis
+    torch.testing.assert_close(ts, scores.topk(k, dim=1).values)
+    torch.testing.assert_close(bs, scores.topk(k, dim=1, largest=False).values)
+    torch.testing.assert_close(scores.gather(1, ti), ts)  # ids point at those values
+    torch.testing.assert_close(scores.gather(1, bi), bs)
+    col = scores.topk(k, dim=0)
+    torch.testing.assert_close(prom[0], col.values)
+    assert torch.equal(prom[1], col.indices + 1000)
+
+
+def test_decoded_table_is_queryable_with_duckdb(tiny_llama):
+    result = interp.run("lm_head_decoding", tiny_llama, top_k=3)
+    hits = interp.sql("SELECT layer, neuron, score FROM table('lm_head_decoding', 'decoded') "
+                      "WHERE side = 'out+' AND rank = 0 AND token = 'a' ORDER BY score DESC")
+    decoded = result.table("decoded")
+    expected = decoded[(decoded.side == "out+") & (decoded["rank"] == 0) & (decoded.token == "a")]
+    assert len(hits) == len(expected) > 0
