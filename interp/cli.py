@@ -283,6 +283,30 @@ def concept(
     emit(result.summary(), as_json, lambda _: human(result))
 
 
+@app.command()
+def atlas(
+    corpus: str = typer.Option("stdlib-docs", "--corpus", "-c",
+                               help="a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +"),
+    tokens: int = typer.Option(20_000, "--tokens", "-n", help="tokens to stream"),
+    layers: str = typer.Option("", "--layers", help="e.g. 0-3,29 (default: all)"),
+    k: int = typer.Option(20, "-k", help="top and bottom examples kept per neuron"),
+    seq_len: int = typer.Option(128, "--seq-len"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    workers: int = typer.Option(1, "--workers", "-w", help="Ray workers (needs interp[scale]); 1: in-process"),
+    checkpoint_every: int = typer.Option(10, help="batches between checkpoints (0: off)"),
+    model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
+):
+    """Top-activating contexts, histograms and moments of every neuron over a corpus."""
+    from interp.analyses.base import cached_run
+
+    result = cached_run("neuron_atlas", _model(model, device, dtype), corpus=corpus, n_tokens=tokens,
+                        layers=_layers(layers), k=k, seq_len=seq_len, batch_size=batch_size, workers=workers,
+                        checkpoint_every=checkpoint_every)
+    emit(result.summary(), as_json, lambda _: typer.echo(
+        f"atlas of {result.metrics['layers']} layers over {result.metrics['tokens']:,} tokens of {corpus}; "
+        f"stored at {result.path}"))
+
+
 def main() -> None:
     """Entry point: run the app, turning InterpError into one line and exit status 2."""
     _quiet()

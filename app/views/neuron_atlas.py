@@ -1,14 +1,51 @@
-"""Neuron atlas: a placeholder until its analysis lands."""
+"""Neuron atlas: density over all neurons, and which neurons fire most on a pasted text."""
 
-from components import placeholder
+from __future__ import annotations
 
-placeholder(
-    'Neuron atlas',
-    "Anchors: Neuroscope, OpenAI's neuron-explainer, Neuronpedia",
-    [
-        'top-activating contexts per neuron, streamed over a corpus',
-        'activation histograms, quantiles and density',
-        'neurons most active on a pasted text',
-    ],
-    'interp atlas',
-)
+import streamlit as st
+from components import neuron_link
+from state import get_atlas, get_model, model_spec, show_error
+
+from interp.analyses.neuron_atlas import active_on_text
+from interp.errors import InterpError
+from interp.viz.atlas import density_scatter
+
+st.title("Neuron atlas")
+st.caption("Anchors: Neuroscope's scan_over_data, OpenAI's neuron-explainer, Neuronpedia. "
+           "Per-neuron contexts and histograms are in the neuron explorer.")
+spec = model_spec()
+try:
+    model = get_model(spec)
+    atlas = get_atlas(spec)
+except Exception as exc:
+    show_error(exc)
+    st.stop()
+
+if atlas is None:
+    st.info("No atlas stored for this model yet: `interp atlas --corpus sampled:4096+stdlib-docs --tokens 16384` "
+            "(or `make run`) builds one.")
+else:
+    m = atlas.metrics
+    st.markdown(f"{m['layers']} layers, {m['tokens']:,} tokens of `{m['corpus']}`, top/bottom-{m['k']} per neuron. "
+                f"Run `{atlas.run_id}`.")
+    for note in atlas.notes:
+        st.caption(note)
+    st.plotly_chart(density_scatter(atlas), width="stretch")
+
+st.subheader("Neurons most active on this text")
+text = st.text_area("Paste text", value="The capital of France is Paris.", height=80)
+k = st.slider("Neurons per token", 1, 10, 3)
+if text.strip():
+    try:
+        table = active_on_text(model, text, k=k)
+        table["neuron_id"] = [neuron_link(l, n) for l, n in zip(table.layer, table.neuron)]
+        lines = []
+        for _pos, group in table.groupby("pos"):
+            tok = group.token.iloc[0]
+            cells = ", ".join(f"{r.neuron_id} ({r.activation:+.2f})" for r in group.itertuples())
+            lines.append(f"- `{tok!r}`: {cells}")
+        st.markdown("\n".join(lines))
+    except InterpError as exc:
+        st.error(str(exc))
+else:
+    st.error("the text is empty: paste some text to see which neurons fire")

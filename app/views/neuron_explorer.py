@@ -8,13 +8,15 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 from components import neuron_link
-from state import model_and_decoding
+from state import get_atlas, model_and_decoding
 
 from interp.analyses.clamping import next_token_table
 from interp.analyses.lm_head_decoding import neuron_tokens, neurons_for
+from interp.analyses.neuron_atlas import contexts
 from interp.errors import InterpError
 from interp.generation import generate
 from interp.tracing.hooks import clamp
+from interp.viz.atlas import context_html, histogram, scale_of
 from interp.viz.decoding import promoters_bar, token_bars
 
 st.title("Neuron explorer")
@@ -116,4 +118,32 @@ if submitted:
         except InterpError as exc:
             st.error(str(exc))
 
-st.info("Top-activating contexts, activation histograms and density come with the neuron atlas.")
+# --- the atlas: what text makes it fire ----------------------------------------------------
+st.subheader("What makes it fire")
+atlas = get_atlas(spec)
+if atlas is None:
+    st.info("No neuron atlas for this model yet: `interp atlas --corpus sampled:4096+stdlib-docs --tokens 16384` "
+            "(or `make run`) builds one.")
+elif nid.layer not in atlas.tensors["layers"].tolist():
+    st.info(f"The stored atlas covers layers {atlas.tensors['layers'].tolist()}, not {nid.layer}.")
+else:
+    stats = atlas.table("neurons")
+    row = stats[(stats.layer == nid.layer) & (stats.neuron == nid.index)].iloc[0]
+    st.caption(f"Over {atlas.metrics['tokens']:,} tokens of `{atlas.metrics['corpus']}` "
+               f"(run `{atlas.run_id}`); quantiles are read from the histogram bins.")
+    cols = st.columns(6)
+    for col, (label, value) in zip(cols, [("max", row["max"]), ("min", row["min"]), ("mean", row["mean"]),
+                                          ("std", row["var"] ** 0.5), ("median", row["q50"]),
+                                          ("positive", f"{row['frac_positive']:.1%}")]):
+        col.metric(label, value if isinstance(value, str) else f"{value:+.3f}")
+    st.plotly_chart(histogram(atlas, nid.layer, nid.index), width="stretch", key="atlas_hist")
+    for which, title in (("top", "Top activations"), ("bottom", "Most negative activations")):
+        try:
+            ctxs = contexts(model, atlas, nid.layer, nid.index, which, k=10, width=12)
+        except InterpError as exc:
+            st.error(str(exc))
+            continue
+        st.markdown(f"**{title}** (blue: positive, red: negative; the example's token is outlined; "
+                    "hover a token for its activation)")
+        scale = scale_of(ctxs)
+        st.html("".join(context_html(c, scale) for c in ctxs))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import pandas as pd
 import torch
@@ -33,6 +33,8 @@ class Config:
     """Base of every analysis config: frozen, with ``to_dict``/``from_dict``."""
 
     seed: int = 0
+    # fields that change how a run executes but not its Result (e.g. Ray workers)
+    NOT_IDENTITY: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -161,7 +163,7 @@ def cached_run(name: str, model, config: Config | None = None, **options) -> Res
 
     analysis = get_analysis(name)
     config = config or analysis.config.from_dict(options)
-    hits = find_runs(name, config.to_dict(), model.weights_hash)
+    hits = find_runs(name, config.to_dict(), model.weights_hash, ignore=analysis.config.NOT_IDENTITY)
     if hits:
         return load_result(hits[0])
     return run(name, model, config)

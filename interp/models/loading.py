@@ -8,7 +8,9 @@ A spec is one of:
   ``$INTERP_HOME/models/smollm2-135m`` so later loads take about 2 s. A cache that
   fails to load is deleted and rebuilt from the GGUF, with a warning.
 - ``tiny-gpt2`` / ``tiny-llama``: random models for tests (see ``tiny.py``).
-- a local directory or a Hugging Face id, loaded as it is.
+- a local directory or a Hugging Face id, loaded as it is. ``device="auto"`` (or
+  another accelerate device map) spreads a model too big for one GPU over all
+  visible GPUs, layer by layer; hooks work as usual.
 
 Security: weights are read only from safetensors or GGUF (``use_safetensors=True``;
 a repository with only pickle ``.bin`` files is refused), and ``trust_remote_code``
@@ -75,14 +77,23 @@ def load_model(
         hf_model, tokenizer, meta = _load_embedded()
         name, source, known_hash = HF_NAME[EMBEDDED], meta["source"], meta["weights_hash"]
     else:
-        hf_model, tokenizer = _load_hf(spec, trust_remote_code)
+        device_map = device if device in DEVICE_MAPS else None
+        hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
-    hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    if device in DEVICE_MAPS and spec in BUILTIN:
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # small enough for one device
+    if device in DEVICE_MAPS:
+        hf_model = hf_model.eval()  # placed layer by layer by accelerate's dispatcher
+    else:
+        hf_model = hf_model.to(device=device, dtype=dtype).eval()
     for p in hf_model.parameters():
         p.requires_grad_(False)
     if dtype != torch.float32:
         known_hash = None  # the stored hash is of the float32 weights
     return Model.wrap(spec, name, hf_model, tokenizer, source=source, known_hash=known_hash)
+
+
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def _check_device(device: str) -> None:
@@ -182,7 +193,7 @@ def _sha256(path: Path) -> str:
 # --- Hugging Face ids and local directories ----------------------------------------------
 
 
-def _load_hf(spec: str, trust_remote_code: bool):
+def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, dtype=torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(spec).expanduser()
@@ -199,10 +210,11 @@ def _load_hf(spec: str, trust_remote_code: bool):
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             spec,
-            dtype=torch.float32,
+            dtype=dtype if device_map else torch.float32,
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             attn_implementation="eager",
+            device_map=device_map,  # "auto": spread layers over every visible GPU (then CPU)
         )
     except (OSError, ValueError) as exc:
         text = str(exc)

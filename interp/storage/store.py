@@ -43,12 +43,19 @@ def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd
     return duckdb.connect().execute(query, [analysis] if analysis else []).df() if len(runs) else runs
 
 
-def find_runs(analysis: str, config: dict, weights_hash: str, root: str | Path | None = None) -> list[str]:
-    """Paths of stored runs of ``analysis`` with exactly this config and weights."""
+def find_runs(analysis: str, config: dict, weights_hash: str, root: str | Path | None = None,
+              ignore: tuple[str, ...] = ()) -> list[str]:
+    """Paths of stored runs of ``analysis`` with this config (fields in ``ignore`` aside) and weights."""
     runs = list_runs(analysis, root)
-    want = json.dumps(config, sort_keys=True)
-    hits = runs[(runs.config == want) & (runs.weights_hash == weights_hash)] if len(runs) else runs
-    return list(hits.path)
+    if not len(runs):
+        return []
+
+    def key(cfg: dict) -> str:
+        return json.dumps({k: v for k, v in cfg.items() if k not in ignore}, sort_keys=True)
+
+    want = key(config)
+    same = runs.config.map(lambda c: key(json.loads(c)) == want)
+    return list(runs[same & (runs.weights_hash == weights_hash)].path)
 
 
 def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:

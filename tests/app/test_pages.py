@@ -64,3 +64,18 @@ def test_explorer_clamp_box(app):
     app.button[-1].click().run()
     assert not app.error and not app.exception
     assert any("Clamped" in m.value for m in app.markdown)
+
+
+def test_explorer_shows_the_atlas(app, monkeypatch):
+    import interp
+    from interp.models import load_model
+
+    interp.run("neuron_atlas", load_model("tiny-llama"), corpus="stdlib-docs", n_tokens=512, seq_len=64, k=3,
+               checkpoint_every=0)
+    app.switch_page("views/neuron_explorer.py").run()
+    assert not app.exception and not app.error
+    assert any("What makes it fire" in s.value for s in app.subheader)
+    assert any("Top activations" in m.value for m in app.markdown)
+    app.switch_page("views/neuron_atlas.py").run()
+    assert not app.exception and not app.error
+    assert any("Neurons most active on this text" in s.value for s in app.subheader)

@@ -1,0 +1,88 @@
+"""Benchmark: atlas throughput against plain forward passes, and its memory at two corpus sizes.
+
+    python benchmarks/neuron_atlas.py [--batches 6] [--sizes 10000 100000]
+
+Measured in one run on the embedded model (all 30 layers, 8 x 128-token batches of stdlib-docs):
+- throughput: tokens/s of the atlas loop (record all neurons + the streaming reducers)
+  against plain forward passes over the same batches (goal >= 0.85x);
+- peak RSS of ``interp atlas`` in a fresh process at each corpus size (goal: flat within 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+
+CHILD = """
+import json, resource, sys, warnings
+warnings.filterwarnings("ignore")
+import interp
+model = interp.load_model("smollm2-135m")
+interp.run("neuron_atlas", model, corpus="stdlib-docs", n_tokens=int(sys.argv[1]), checkpoint_every=0, save=False)
+print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    args = ap.parse_args()
+
+    import interp
+    from interp.analyses.neuron_atlas import AtlasConfig, plan
+    from interp.tracing.hooks import record
+    from interp.tracing.names import hook_name
+    from interp.tracing.reducers import AtlasReducer
+
+    model = interp.load_model("smollm2-135m")
+    config = AtlasConfig(corpus="stdlib-docs", n_tokens=args.batches * 8 * 128, checkpoint_every=0)
+    tokens = plan(model, config)
+    n_batches = len(tokens) // 8
+    sites = [hook_name("mlp_post", l) for l in range(model.n_layers)]
+    reducer = AtlasReducer(model.n_layers, model.d_mlp, config.k)
+    plain = atlas = 0.0
+    with torch.no_grad():
+        model(tokens[:8])  # warm-up
+        for b in range(n_batches):  # alternate per batch, so background load hits both alike
+            batch = tokens[b * 8:(b + 1) * 8]
+            t = time.perf_counter()
+            model(batch)
+            plain += time.perf_counter() - t
+            t = time.perf_counter()
+            with record(model, sites) as acts:
+                model(batch)
+            positions = (torch.arange(b * 8, b * 8 + 8)[:, None] * 128 + torch.arange(128)).flatten()
+            for slot, site in enumerate(sites):
+                reducer.update(slot, acts[site].flatten(0, 1), positions)
+            atlas += time.perf_counter() - t
+    n = n_batches * 8 * 128
+    print(f"smollm2-135m, {n:,} tokens in {n_batches} batches of 8 x 128, {torch.get_num_threads()} threads, "
+          "plain and atlas alternating per batch")
+    print(f"  plain forward          {n / plain:8.0f} tok/s")
+    print(f"  atlas (all 46,080)     {n / atlas:8.0f} tok/s   {plain / atlas:.2f}x the plain forward's throughput")
+
+    rss = {}
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as runs:
+            out = subprocess.run([sys.executable, "-c", CHILD, str(size)], capture_output=True, text=True,
+                                 env={**os.environ, "INTERP_RUNS": runs}, check=True)
+        rss[size] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"]
+        print(f"  peak RSS at {size:>7,} tokens: {rss[size]:7.0f} MB")
+    if len(rss) > 1:
+        lo, hi = min(args.sizes), max(args.sizes)
+        print(f"  RSS growth {lo:,} -> {hi:,} tokens: {rss[hi] / rss[lo] - 1:+.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Neuron atlas: what text makes each neuron fire, streamed over a corpus.
+
+Anchors: Neuroscope's ``scan_over_data`` (a streaming top-k per neuron), OpenAI's
+neuron-explainer ``NeuronRecord`` (top activations, mean, variance), Neuronpedia's
+neuron page (histogram, density).
+
+For every neuron of the chosen layers (default: all) over ``n_tokens`` of a corpus,
+cut into ``seq_len``-token windows (``interp.datasets.corpus``): the top-k and
+bottom-k activations with their window and position, a fixed-bin histogram and its
+quantiles, the mean, the variance and the fraction of positive activations
+(``interp.tracing.reducers``). Memory is fixed, whatever the corpus length.
+
+Contexts: a top activation is stored as (window, position) into the stored corpus
+tokens; ``contexts`` re-runs those windows to give the per-token activations around
+it (one forward over at most k windows), which keeps an atlas of SmolLM2 to a few MB.
+
+Resumable: with ``checkpoint_every=N`` the reducer state is written (atomically)
+every N batches under ``$INTERP_RUNS/neuron_atlas/.checkpoints/``; a rerun with the
+same config and weights continues from it, and ends with the same Result.
+
+Scale-out: ``workers > 1`` shards whole batches across Ray actors (one model each,
+``interp.scale``) and merges the reducers; because each batch's forward is the
+same computation, the merged Result equals the in-process one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from interp.analyses.base import Config, Result, provenance, register
+from interp.datasets.corpus import load_corpus, token_windows
+from interp.errors import InterpError
+from interp.tracing.hooks import record
+from interp.tracing.names import hook_name
+from interp.tracing.reducers import HIST_EDGES, AtlasReducer
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class AtlasConfig(Config):
+    corpus: str = "stdlib-docs"
+    n_tokens: int = 20_000
+    seq_len: int = 128
+    batch_size: int = 8
+    layers: tuple[int, ...] = ()  # empty: every layer
+    k: int = 20
+    checkpoint_every: int = 10  # batches; 0 turns checkpoints off
+    workers: int = 1
+    NOT_IDENTITY = ("workers", "checkpoint_every")
+
+
+def plan(model, config: AtlasConfig) -> torch.Tensor:
+    """The corpus as a ``[n_windows, seq_len]`` token tensor (the same on every run)."""
+    if config.n_tokens < config.seq_len:
+        raise InterpError(f"n_tokens ({config.n_tokens}) must be at least one window of seq_len={config.seq_len}")
+    windows = [w for w in token_windows(model, load_corpus(config.corpus, model), config.seq_len, config.n_tokens)
+               if len(w) == config.seq_len]
+    if not windows:
+        raise InterpError(f"corpus {config.corpus!r} has fewer than {config.seq_len} tokens; "
+                          "an atlas needs at least one full window")
+    return torch.tensor(windows, dtype=torch.long)
+
+
+def reduce_batches(model, tokens: torch.Tensor, layers: list[int], config: AtlasConfig, batch_ids,
+                   reducer: AtlasReducer, on_batch=None, desc: str = "atlas") -> AtlasReducer:
+    """Run the given batches (indices into the batch plan) and fold them into ``reducer``."""
+    sites = [hook_name("mlp_post", l) for l in layers]
+    throttle = float(os.environ.get("INTERP_ATLAS_THROTTLE_S", "0"))  # tests slow the loop to kill it mid-run
+    bs, T = config.batch_size, config.seq_len
+    with tqdm(total=len(batch_ids) * bs * T, desc=desc, unit="tok", unit_scale=True) as bar:
+        for b in batch_ids:
+            batch = tokens[b * bs:(b + 1) * bs]
+            with torch.no_grad(), record(model, sites) as acts:
+                model(batch.to(model.device))
+            positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(T)).flatten()
+            for slot, site in enumerate(sites):
+                reducer.update(slot, acts[site].flatten(0, 1), positions)
+            reducer.add_tokens(batch.numel())
+            bar.update(batch.numel())
+            if on_batch:
+                on_batch(b)
+            if throttle:
+                time.sleep(throttle)
+    return reducer
+
+
+def _checkpoint_dir(model, config: AtlasConfig) -> Path:
+    import hashlib
+
+    from interp.storage import runs_root
+
+    identity = {k: v for k, v in config.to_dict().items() if k not in AtlasConfig.NOT_IDENTITY}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return runs_root() / "neuron_atlas" / ".checkpoints" / f"{model.weights_hash}-{digest}"
+
+
+def _save_checkpoint(path: Path, reducer: AtlasReducer, done: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "state.safetensors.tmp"
+    save_file(reducer.state(), tmp)
+    os.replace(tmp, path / "state.safetensors")
+    (path / "progress.json.tmp").write_text(json.dumps({"batches_done": done}))
+    os.replace(path / "progress.json.tmp", path / "progress.json")
+
+
+def _load_checkpoint(path: Path) -> tuple[AtlasReducer, int] | None:
+    try:
+        done = json.loads((path / "progress.json").read_text())["batches_done"]
+        return AtlasReducer.from_state(load_file(path / "state.safetensors")), int(done)
+    except (OSError, KeyError, ValueError, json.JSONDecodeError):
+        return None
+
+
+def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
+    ckpt = _checkpoint_dir(model, config)
+    resumed = _load_checkpoint(ckpt) if config.checkpoint_every else None
+    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k), 0)
+    if done:
+        tqdm.write(f"resuming the atlas from a checkpoint: {done} of {n_batches} batches done", file=sys.stderr)
+
+    def on_batch(b: int) -> None:
+        if config.checkpoint_every and (b + 1) % config.checkpoint_every == 0 and b + 1 < n_batches:
+            _save_checkpoint(ckpt, reducer, b + 1)
+
+    reduce_batches(model, tokens, layers, config, range(done, n_batches), reducer, on_batch)
+    return reducer
+
+
+def figures(result: Result) -> dict:
+    from interp.viz.atlas import density_scatter
+
+    return {"density": density_scatter(result)}
+
+
+@register("neuron_atlas", AtlasConfig, figures=figures)
+def run(model, config: AtlasConfig) -> Result:
+    """Top-activating contexts, histograms and moments of every neuron over a corpus."""
+    layers = list(config.layers) or list(range(model.n_layers))
+    for layer in layers:
+        model.check_layer(layer)
+    if config.k < 1:
+        raise InterpError("k must be at least 1")
+    tokens = plan(model, config)
+    n_batches = -(-len(tokens) // config.batch_size)
+    workers = _check_workers(config.workers)
+    if workers > 1:
+        from interp.scale.ray_backend import run_sharded
+
+        reducer = run_sharded(model, tokens, layers, config, n_batches, workers)
+    else:
+        reducer = _in_process(model, tokens, layers, config, n_batches)
+    result = _result(model, config, layers, tokens, reducer)
+    if config.checkpoint_every:
+        import shutil
+
+        shutil.rmtree(_checkpoint_dir(model, config), ignore_errors=True)
+    return result
+
+
+def _check_workers(workers: int) -> int:
+    cores = os.cpu_count() or 1
+    if workers < 1:
+        raise InterpError("workers must be at least 1")
+    if workers > cores:
+        import warnings
+
+        warnings.warn(f"--workers {workers} is more than the {cores} cores here; using {cores}", stacklevel=3)
+        return cores
+    return workers
+
+
+def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
+    n = reducer.count.item()
+    mean = reducer.sum / max(n, 1)
+    var = (reducer.sumsq / max(n, 1) - mean**2).clamp(min=0)
+    q = reducer.quantiles(list(QUANTILES))
+    L, d = len(layers), model.d_mlp
+    layer_col = np.repeat(np.array(layers, dtype=np.int16), d)
+    neuron_col = np.tile(np.arange(d, dtype=np.int16), L)
+    neurons = pd.DataFrame({
+        "layer": layer_col, "neuron": neuron_col,
+        "max": reducer.top_v[..., 0].flatten().numpy(), "min": reducer.bot_v[..., 0].flatten().numpy(),
+        "mean": mean.flatten().numpy(), "var": var.flatten().numpy(),
+        "frac_positive": (reducer.positive.double() / max(n, 1)).flatten().numpy(),
+    })
+    for i, qv in enumerate(QUANTILES):
+        neurons[f"q{int(qv * 100):02d}"] = q[..., i].flatten().numpy()
+    T = config.seq_len
+    flat_tokens = tokens.flatten()
+    parts = []
+    for which, vals, poss in (("top", reducer.top_v, reducer.top_p), ("bottom", reducer.bot_v, reducer.bot_p)):
+        k = vals.shape[-1]
+        p = poss.flatten()
+        parts.append(pd.DataFrame({
+            "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k),
+            "which": which, "rank": np.tile(np.arange(k, dtype=np.int16), L * d),
+            "activation": vals.flatten().numpy(), "window": (p // T).numpy().astype(np.int32),
+            "pos": (p % T).numpy().astype(np.int16),
+            "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32),
+        }))
+    examples = pd.concat(parts, ignore_index=True)
+    examples["which"] = examples.which.astype("category")
+    return Result(
+        analysis="neuron_atlas",
+        config=config.to_dict(),
+        provenance=provenance(model, config.seed),
+        tables={"neurons": neurons, "examples": examples},
+        tensors={"hist": reducer.hist, "hist_edges": HIST_EDGES, "tokens": tokens.to(torch.int32),
+                 "layers": torch.tensor(layers)},
+        metrics={"tokens": n, "windows": len(tokens), "layers": len(layers), "k": config.k,
+                 "quantiles": "from the histogram: the upper edge of the crossing bin",
+                 "corpus": config.corpus},
+        notes=[f"corpus {config.corpus!r}" + (" includes text sampled from the model itself, a proxy for its "
+                                              "training distribution" if "sampled:" in config.corpus else "")],
+    )
+
+
+@torch.no_grad()
+def contexts(model, result: Result, layer: int, neuron: int, which: str = "top", k: int | None = None,
+             width: int = 10) -> list[dict]:
+    """The stored top (or bottom) examples of a neuron, each with the tokens and this
+    neuron's per-token activations ``width`` tokens either side (re-run exactly)."""
+    ex = result.table("examples")
+    rows = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which)].sort_values("rank")
+    if rows.empty:
+        raise InterpError(f"the atlas has no neuron {layer}.{neuron} (layers {result.tensors['layers'].tolist()})")
+    rows = rows.head(k or len(rows))
+    rows = rows[rows.window >= 0]
+    tokens = result.tensors["tokens"].long()
+    windows = torch.tensor(sorted(set(rows.window.tolist())))
+    site = hook_name("mlp_post", layer)
+    with record(model, [site]) as acts:
+        model(tokens[windows].to(model.device))
+    act = acts[site][..., neuron].float().cpu()  # [n_windows, seq_len]
+    slot = {int(w): i for i, w in enumerate(windows.tolist())}
+    out = []
+    for row in rows.itertuples():
+        i, p = slot[int(row.window)], int(row.pos)
+        lo, hi = max(0, p - width), min(tokens.shape[1], p + width + 1)
+        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
+                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
+                    "acts": act[i, lo:hi].tolist(), "center": p - lo})
+    return out
+
+
+@torch.no_grad()
+def active_on_text(model, text: str, layers=None, k: int = 5) -> pd.DataFrame:
+    """For each token of ``text``, the ``k`` neurons (over ``layers``) that fire most."""
+    layers = list(layers) if layers else list(range(model.n_layers))
+    tokens = model.to_tokens(text)
+    sites = [hook_name("mlp_post", model.check_layer(l)) for l in layers]
+    with record(model, sites) as acts:
+        model(tokens)
+    stacked = torch.stack([acts[s][0] for s in sites], 1).float()  # [pos, layer, d_mlp]
+    flat = stacked.flatten(1)
+    top = flat.topk(k, dim=1)
+    rows = []
+    for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):
+        for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
+            rows.append({"pos": pos, "token": model.token_str(int(tokens[0, pos])), "rank": r,
+                         "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp, "activation": v})
+    return pd.DataFrame(rows)

@@ -1,0 +1,57 @@
+"""Figures for the neuron atlas."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+
+def histogram(result, layer: int, neuron: int) -> go.Figure:
+    """The neuron's activation histogram over the atlas corpus (signed-log bins)."""
+    layers = result.tensors["layers"].tolist()
+    counts = result.tensors["hist"][layers.index(layer), neuron].tolist()
+    edges = result.tensors["hist_edges"].tolist()
+    labels = [f"< {edges[0]:.0e}"] + [f"[{a:.2g}, {b:.2g})" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]:.0e}"]
+    nz = [i for i, c in enumerate(counts) if c]
+    lo, hi = (min(nz), max(nz) + 1) if nz else (0, len(counts))
+    fig = go.Figure(go.Bar(x=labels[lo:hi], y=counts[lo:hi], marker_color="#4a5568"))
+    fig.update_layout(title=f"Activation histogram of {layer}.{neuron}", yaxis_type="log", height=280,
+                      xaxis_title="activation (signed-log bins)", yaxis_title="positions",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def density_scatter(result) -> go.Figure:
+    """Each neuron's fraction of positive activations against its max: dead, dense and rare neurons."""
+    neurons = result.table("neurons")
+    sample = neurons.sample(min(len(neurons), 5000), random_state=0)
+    fig = px.scatter(sample, x="frac_positive", y="max", color="layer", opacity=0.5, hover_data=["layer", "neuron"],
+                     labels={"frac_positive": "fraction of positions with activation > 0", "max": "max activation"})
+    fig.update_layout(title="Neuron density vs max activation (5,000 sampled neurons)", height=400)
+    return fig
+
+
+def context_html(ctx: dict, scale: float) -> str:
+    """A context as HTML text, each token shaded by this neuron's activation
+    (blue positive, red negative; the example's own token is outlined)."""
+    spans = []
+    for i, (tok, a) in enumerate(zip(ctx["tokens"], ctx["acts"])):
+        alpha = min(1.0, abs(a) / scale) if scale else 0.0
+        color = f"rgba(43,108,176,{alpha:.2f})" if a >= 0 else f"rgba(197,48,48,{alpha:.2f})"
+        border = "outline:2px solid #1a202c;" if i == ctx["center"] else ""
+        text = html.escape(tok).replace("\n", "⏎")
+        spans.append(f'<span title="{a:+.3f}" style="background:{color};{border}padding:1px 0;'
+                     f'white-space:pre">{text}</span>')
+    return (f'<div style="font-family:monospace;line-height:1.9;margin:2px 0">'
+            f'<b style="display:inline-block;width:70px">{ctx["activation"]:+.2f}</b>{"".join(spans)}</div>')
+
+
+def scale_of(contexts: list[dict]) -> float:
+    values = [abs(a) for c in contexts for a in c["acts"]]
+    return max(values) if values else 1.0
+
+
+__all__ = ["context_html", "density_scatter", "histogram", "scale_of", "torch"]
