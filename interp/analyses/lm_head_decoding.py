@@ -159,9 +159,7 @@ def figures(result: Result) -> dict:
 @register("lm_head_decoding", DecodingConfig, figures=figures)
 def run(model, config: DecodingConfig) -> Result:
     """Decode every neuron's output and input weights into token space."""
-    layers = list(config.layers) or list(range(model.n_layers))
-    for layer in layers:
-        model.check_layer(layer)
+    layers = model.check_layers(config.layers)
     sides = [s for s in config.sides if s != "gate" or model.is_glu]
     bad = set(config.sides) - set(SIDES)
     if bad or not sides:

@@ -147,9 +147,7 @@ def figures(result: Result) -> dict:
 @register("neuron_atlas", AtlasConfig, figures=figures)
 def run(model, config: AtlasConfig) -> Result:
     """Top-activating contexts, histograms and moments of every neuron over a corpus."""
-    layers = list(config.layers) or list(range(model.n_layers))
-    for layer in layers:
-        model.check_layer(layer)
+    layers = model.check_layers(config.layers)
     if config.k < 1:
         raise InterpError("k must be at least 1")
     tokens = plan(model, config)

@@ -145,6 +145,10 @@ class Model:
     def check_layer(self, layer: int) -> int:
         return check_range("layer", layer, self.n_layers, self.spec)
 
+    def check_layers(self, layers) -> list[int]:
+        """The chosen layers, each checked; empty means every layer."""
+        return [self.check_layer(layer) for layer in layers] or list(range(self.n_layers))
+
     def check_neuron(self, neuron: NeuronId | tuple[int, int] | str) -> NeuronId:
         neuron = NeuronId.parse(neuron) if isinstance(neuron, str) else NeuronId(*neuron)
         self.check_layer(neuron.layer)
