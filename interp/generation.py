@@ -13,7 +13,11 @@ from torch import Tensor
 def generate(model, tokens: Int[Tensor, "batch pos"], n_new: int, temperature: float = 0.0,
              generator: torch.Generator | None = None) -> Int[Tensor, "batch n_new"]:
     """Greedy (``temperature=0``) or sampled continuation; returns the new tokens only."""
-    hf = model.hf_model
+    with model.lock:
+        return _generate(model.hf_model, tokens, n_new, temperature, generator)
+
+
+def _generate(hf, tokens, n_new: int, temperature: float, generator):
     out = hf(tokens, use_cache=True)
     past, logits = out.past_key_values, out.logits[:, -1]
     new = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +53,11 @@ class Model:
     known_hash: str | None = None
     hf_params: dict = field(default_factory=dict, repr=False)
     weights: NeuronWeights = field(init=False)
+    # Hooks belong to the model instance: a model shared between threads (the dashboard's
+    # sessions) must run one hooked region or forward at a time, or one caller's clamp
+    # or recording fires inside another's forward. Forwards, generation and hooked
+    # regions all hold this (reentrant) lock.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @classmethod
     def wrap(cls, spec, name, hf_model, tokenizer, source="", known_hash=None) -> "Model":
@@ -225,7 +231,8 @@ class Model:
 
     # --- running ----------------------------------------------------------------------
     def __call__(self, tokens: Tokens) -> Logits:
-        return self.bridge(tokens.to(self.device))
+        with self.lock:
+            return self.bridge(tokens.to(self.device))
 
     def hook_point(self, name: str):
         try:

@@ -34,19 +34,23 @@ Positions = int | list[int] | None
 
 @contextmanager
 def hooks(model, fwd: Iterable[tuple[str, HookFn]]) -> Iterator[None]:
-    """Attach ``fn(activation) -> activation | None`` at each named hook point."""
+    """Attach ``fn(activation) -> activation | None`` at each named hook point.
+
+    Holds the model's lock for the whole region, so no other thread runs the model
+    while these hooks are attached."""
     attached = []
-    try:
-        for name, fn in fwd:
-            point = model.hook_point(name)
-            handle = point.add_hook(lambda act, hook, fn=fn: fn(act))
-            attached.append((point, handle))
-        yield
-    finally:
-        for point, handle in attached:
-            handle.hook.remove()
-            if handle in point.fwd_hooks:
-                point.fwd_hooks.remove(handle)
+    with model.lock:
+        try:
+            for name, fn in fwd:
+                point = model.hook_point(name)
+                handle = point.add_hook(lambda act, hook, fn=fn: fn(act))
+                attached.append((point, handle))
+            yield
+        finally:
+            for point, handle in attached:
+                handle.hook.remove()
+                if handle in point.fwd_hooks:
+                    point.fwd_hooks.remove(handle)
 
 
 @contextmanager

@@ -95,3 +95,31 @@ def test_hooks_primitive_unknown_site(tiny_llama):
     with pytest.raises(InterpError, match="no hook point"):
         with hooks(tiny_llama, [("blocks.0.nothing", lambda a: None)]):
             pass
+
+
+def test_a_shared_model_serialises_hooked_regions_across_threads(tiny_llama):
+    """The dashboard shares one model between sessions: a clamp in one thread must
+    never leak into another thread's plain forward."""
+    import threading
+
+    tokens = tiny_llama.to_tokens("hello there")
+    with torch.no_grad():
+        baseline = tiny_llama(tokens)
+    wrong, stop = [], threading.Event()
+
+    def clamper():
+        while not stop.is_set():
+            with torch.no_grad(), clamp(tiny_llama, [(1, 3)], 50.0):
+                tiny_llama(tokens)
+
+    thread = threading.Thread(target=clamper)
+    thread.start()
+    try:
+        with torch.no_grad():
+            for _ in range(200):
+                if not torch.equal(tiny_llama(tokens), baseline):
+                    wrong.append(1)
+    finally:
+        stop.set()
+        thread.join()
+    assert not wrong, f"{len(wrong)} of 200 plain forwards saw another thread's clamp"
