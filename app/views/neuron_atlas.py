@@ -35,14 +35,17 @@ else:
 st.subheader("Neurons most active on this text")
 text = st.text_area("Paste text", value="The capital of France is Paris.", height=80)
 k = st.slider("Neurons per token", 1, 10, 3)
+relative = st.toggle("Rank by activation relative to each neuron's max on the atlas corpus", value=atlas is not None,
+                     disabled=atlas is None)
 if text.strip():
     try:
-        table = active_on_text(model, text, k=k)
+        table = active_on_text(model, text, k=k, atlas=atlas if relative else None)
         table["neuron_id"] = [neuron_link(l, n) for l, n in zip(table.layer, table.neuron)]
         lines = []
         for _pos, group in table.groupby("pos"):
             tok = group.token.iloc[0]
-            cells = ", ".join(f"{r.neuron_id} ({r.activation:+.2f})" for r in group.itertuples())
+            cells = ", ".join(f"{r.neuron_id} ({r.activation:+.2f}" + (f", {r.relative:.0%} of its max)" if relative
+                              else ")") for r in group.itertuples())
             lines.append(f"- `{tok!r}`: {cells}")
         st.markdown("\n".join(lines))
     except InterpError as exc:

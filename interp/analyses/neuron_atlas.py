@@ -254,8 +254,12 @@ def contexts(model, result: Result, layer: int, neuron: int, which: str = "top",
 
 
 @torch.no_grad()
-def active_on_text(model, text: str, layers=None, k: int = 5) -> pd.DataFrame:
-    """For each token of ``text``, the ``k`` neurons (over ``layers``) that fire most."""
+def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | None = None) -> pd.DataFrame:
+    """For each token of ``text``, the ``k`` neurons (over ``layers``) that fire most.
+
+    With an ``atlas``, neurons are ranked by activation relative to their own max
+    |activation| on the atlas corpus (``relative``), so the few massive-activation
+    neurons (thousands, on the first token) do not crowd out the rest."""
     layers = list(layers) if layers else list(range(model.n_layers))
     tokens = model.to_tokens(text)
     sites = [hook_name("mlp_post", model.check_layer(l)) for l in layers]
@@ -263,10 +267,17 @@ def active_on_text(model, text: str, layers=None, k: int = 5) -> pd.DataFrame:
         model(tokens)
     stacked = torch.stack([acts[s][0] for s in sites], 1).float()  # [pos, layer, d_mlp]
     flat = stacked.flatten(1)
-    top = flat.topk(k, dim=1)
+    scale = None
+    if atlas is not None:
+        stats = atlas.table("neurons").set_index(["layer", "neuron"])
+        peak = stats[["max", "min"]].abs().max(axis=1)
+        index = pd.MultiIndex.from_product([layers, range(model.d_mlp)], names=["layer", "neuron"])
+        scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32)
+    top = (flat / scale.clamp(min=1e-6) if scale is not None else flat).topk(k, dim=1)
     rows = []
     for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):
         for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
             rows.append({"pos": pos, "token": model.token_str(int(tokens[0, pos])), "rank": r,
-                         "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp, "activation": v})
+                         "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp,
+                         "activation": float(flat[pos, i]), "relative": v if scale is not None else None})
     return pd.DataFrame(rows)

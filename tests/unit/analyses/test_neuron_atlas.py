@@ -129,10 +129,17 @@ def test_bad_corpora_and_workers(tiny_llama, tmp_path):
         assert _check_workers(10_000) == os.cpu_count()
 
 
-def test_active_on_text(tiny_llama):
+def test_active_on_text(tiny_llama, corpus):
     table = active_on_text(tiny_llama, "abc", k=3)
     assert len(table) == 9 and list(table.token[:3]) == ["a"] * 3
     assert table.groupby("pos").activation.apply(lambda s: s.is_monotonic_decreasing).all()
+    atlas = interp.run("neuron_atlas", tiny_llama, _config(corpus), save=False)
+    rel = active_on_text(tiny_llama, "abc", k=3, atlas=atlas)
+    stats = atlas.table("neurons").set_index(["layer", "neuron"])
+    for row in rel.itertuples():
+        peak = max(abs(stats.loc[(row.layer, row.neuron), "max"]), abs(stats.loc[(row.layer, row.neuron), "min"]))
+        assert row.relative == pytest.approx(row.activation / peak, rel=1e-5)
+    assert rel.groupby("pos").relative.apply(lambda s: s.is_monotonic_decreasing).all()
 
 
 def test_long_documents_are_chunked_into_windows(tiny_llama, tmp_path):
