@@ -208,10 +208,12 @@ def neurons_for_cmd(
     model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
 ):
     """The neurons whose output direction most promotes a token (or whose input reads it)."""
-    from interp.analyses.lm_head_decoding import neurons_for
+    from interp.analyses.lm_head_decoding import SIDES, neurons_for
 
     m = _model(model, device, dtype)
     token_id = m.token_id(token)
+    if side not in SIDES:
+        raise InterpError(f"unknown side {side!r}: choose from {SIDES}")
     table = neurons_for(_decoding(m), token_id, k, side)
     rows = table.to_dict("records")
 
@@ -267,8 +269,12 @@ def concept(
 ):
     """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
     from interp.analyses.clamping import concept_experiment
+    from interp.analyses.lm_head_decoding import SIDES
 
     m = _model(model, device, dtype)
+    m.token_id(token)  # cheap checks before the (cached, but minutes-long the first time) decoding
+    if side not in SIDES:
+        raise InterpError(f"unknown side {side!r}: choose from {SIDES}")
     result = concept_experiment(m, _decoding(m), token, multiple, n_generate=n_generate, side=side)
     result.save()
 

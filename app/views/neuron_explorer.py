@@ -10,12 +10,10 @@ import streamlit as st
 from components import neuron_link
 from state import get_atlas, model_and_decoding
 
-from interp.analyses.clamping import next_token_table
+from interp.analyses.clamping import clamped_generation, next_token_table
 from interp.analyses.lm_head_decoding import neuron_tokens, neurons_for
 from interp.analyses.neuron_atlas import contexts
 from interp.errors import InterpError
-from interp.generation import generate
-from interp.tracing.hooks import clamp
 from interp.viz.atlas import context_html, histogram, scale_of
 from interp.viz.decoding import promoters_bar, token_bars
 
@@ -109,10 +107,7 @@ if submitted:
                               title="Next-token probability", xaxis_title="probability")
             st.plotly_chart(fig, width="stretch", key="clamp_fig")
             if n_new:
-                tokens = model.to_tokens(prompt)
-                plain = model.tokenizer.decode(generate(model, tokens, n_new)[0])
-                with clamp(model, [nid], value):
-                    clamped = model.tokenizer.decode(generate(model, tokens, n_new)[0])
+                plain, clamped = clamped_generation(model, model.to_tokens(prompt), [nid], value, n_new)
                 st.markdown(f"**Before:** {prompt}*{plain}*")
                 st.markdown(f"**Clamped:** {prompt}*{clamped}*")
         except InterpError as exc:

@@ -51,8 +51,12 @@ class Config:
                   for k, v in data.items()}
         return cls(**values)
 
+    def identity(self) -> dict:
+        """The fields that define the Result (``NOT_IDENTITY`` ones left out)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY}
+
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _version(package: str) -> str:

@@ -57,6 +57,22 @@ def figures(result: Result) -> dict:
 
 
 @torch.no_grad()
+def _before_after(model, tokens, neurons, value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token log-probs at the last position, without and with the clamp."""
+    before = model(tokens)[0, -1].float().log_softmax(-1)
+    with clamp_hooks(model, neurons, value):
+        after = model(tokens)[0, -1].float().log_softmax(-1)
+    return before, after
+
+
+def clamped_generation(model, tokens, neurons, value: float, n_new: int) -> tuple[str, str]:
+    """Greedy continuations without and with the clamp held at every step."""
+    plain = generate(model, tokens, n_new)
+    with clamp_hooks(model, neurons, value):
+        clamped = generate(model, tokens, n_new)
+    return model.tokenizer.decode(plain[0]), model.tokenizer.decode(clamped[0])
+
+
 def clamp_effect(model, neurons, value: float, prompts, targets,
                  n_generate: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prompt and target: P before and after clamping; and generations."""
@@ -67,31 +83,22 @@ def clamp_effect(model, neurons, value: float, prompts, targets,
     rows, gens = [], []
     for prompt in prompts:
         tokens = model.to_tokens(prompt)
-        before = model(tokens)[0, -1].float().log_softmax(-1)
-        with clamp_hooks(model, neurons, value):
-            after = model(tokens)[0, -1].float().log_softmax(-1)
+        before, after = _before_after(model, tokens, neurons, value)
         for target, tid in zip(targets, target_ids):
             rows.append({"prompt": prompt, "target": target, "p_before": float(before[tid].exp()),
                          "p_after": float(after[tid].exp()), "logp_before": float(before[tid]),
                          "logp_after": float(after[tid]),
                          "rank_after": int((after > after[tid]).sum())})
         if n_generate:
-            plain = generate(model, tokens, n_generate)
-            with clamp_hooks(model, neurons, value):
-                clamped = generate(model, tokens, n_generate)
-            gens.append({"prompt": prompt, "before": model.tokenizer.decode(plain[0]),
-                         "after": model.tokenizer.decode(clamped[0])})
+            plain, clamped = clamped_generation(model, tokens, neurons, value, n_generate)
+            gens.append({"prompt": prompt, "before": plain, "after": clamped})
     return pd.DataFrame(rows), pd.DataFrame(gens, columns=["prompt", "before", "after"])
 
 
-@torch.no_grad()
 def next_token_table(model, prompt: str, neurons, value: float, k: int = 10) -> pd.DataFrame:
     """The union of the top-``k`` next tokens before and after clamping, with both probabilities."""
     neurons = [model.check_neuron(n) for n in neurons]
-    tokens = model.to_tokens(prompt)
-    before = model(tokens)[0, -1].float().softmax(-1)
-    with clamp_hooks(model, neurons, value):
-        after = model(tokens)[0, -1].float().softmax(-1)
+    before, after = (lp.exp() for lp in _before_after(model, model.to_tokens(prompt), neurons, value))
     ids = list(dict.fromkeys(before.topk(k).indices.tolist() + after.topk(k).indices.tolist()))
     return pd.DataFrame({"token": [model.token_str(i) for i in ids], "token_id": ids,
                          "p_before": before[ids].tolist(), "p_after": after[ids].tolist()})

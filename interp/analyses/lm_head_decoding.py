@@ -171,15 +171,15 @@ def run(model, config: DecodingConfig) -> Result:
     summary: dict[str, list] = {"layer": [], "neuron": []}
     promoters = {side: (torch.full((k, model.d_vocab), -torch.inf), torch.zeros((k, model.d_vocab), dtype=torch.long))
                  for side in sides}
+    bases = {side: side_basis(model, side, config.fold_norm).float() for side in sides}  # once, not per layer
     bar = tqdm(total=len(layers) * len(sides), desc="decoding neurons", unit="layer-side")
     for layer in layers:
         summary["layer"].append(np.full(model.d_mlp, layer, dtype=np.int16))
         summary["neuron"].append(np.arange(model.d_mlp, dtype=np.int16))
         for side in sides:
             vectors = side_vectors(model, layer, side, config.fold_norm).float()
-            basis = side_basis(model, side, config.fold_norm).float()
             top_s, top_i, bot_s, bot_i = decode_block(
-                vectors, basis, k, CHUNK, promoters[side], offset=layer * model.d_mlp
+                vectors, bases[side], k, CHUNK, promoters[side], offset=layer * model.d_mlp
             )
             parts.append(_long_rows(layer, side, "+", top_s, top_i))
             parts.append(_long_rows(layer, side, "-", bot_s, bot_i))

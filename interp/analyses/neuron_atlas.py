@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +38,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from interp.analyses.base import Config, Result, provenance, register
-from interp.datasets.corpus import load_corpus, token_windows
+from interp.datasets.corpus import window_tensor
 from interp.errors import InterpError
 from interp.tracing.hooks import record
 from interp.tracing.names import hook_name
 from interp.tracing.reducers import HIST_EDGES, AtlasReducer
+from interp.tracing.stream import stream_batches
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
@@ -63,47 +63,19 @@ class AtlasConfig(Config):
 
 def plan(model, config: AtlasConfig) -> torch.Tensor:
     """The corpus as a ``[n_windows, seq_len]`` token tensor (the same on every run)."""
-    if config.n_tokens < config.seq_len:
-        raise InterpError(f"n_tokens ({config.n_tokens}) must be at least one window of seq_len={config.seq_len}")
-    windows = [w for w in token_windows(model, load_corpus(config.corpus, model), config.seq_len, config.n_tokens)
-               if len(w) == config.seq_len]
-    if not windows:
-        raise InterpError(f"corpus {config.corpus!r} has fewer than {config.seq_len} tokens; "
-                          "an atlas needs at least one full window")
-    return torch.tensor(windows, dtype=torch.long)
+    return window_tensor(model, config.corpus, config.seq_len, config.n_tokens)
 
 
 def reduce_batches(model, tokens: torch.Tensor, layers: list[int], config: AtlasConfig, batch_ids,
                    reducer: AtlasReducer, on_batch=None, desc: str = "atlas") -> AtlasReducer:
     """Run the given batches (indices into the batch plan) and fold them into ``reducer``."""
-    sites = [hook_name("mlp_post", l) for l in layers]
-    throttle = float(os.environ.get("INTERP_ATLAS_THROTTLE_S", "0"))  # tests slow the loop to kill it mid-run
-    bs, T = config.batch_size, config.seq_len
-    with tqdm(total=len(batch_ids) * bs * T, desc=desc, unit="tok", unit_scale=True) as bar:
-        for b in batch_ids:
-            batch = tokens[b * bs:(b + 1) * bs]
-            with torch.no_grad(), record(model, sites) as acts:
-                model(batch.to(model.device))
-            positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(T)).flatten()
-            for slot, site in enumerate(sites):
-                reducer.update(slot, acts[site].flatten(0, 1), positions)
-            reducer.add_tokens(batch.numel())
-            bar.update(batch.numel())
-            if on_batch:
-                on_batch(b)
-            if throttle:
-                time.sleep(throttle)
-    return reducer
+    return stream_batches(model, tokens, layers, config.batch_size, batch_ids, reducer, on_batch, desc)
 
 
 def _checkpoint_dir(model, config: AtlasConfig) -> Path:
-    import hashlib
-
     from interp.storage import runs_root
 
-    identity = {k: v for k, v in config.to_dict().items() if k not in AtlasConfig.NOT_IDENTITY}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return runs_root() / "neuron_atlas" / ".checkpoints" / f"{model.weights_hash}-{digest}"
+    return runs_root() / "neuron_atlas" / ".checkpoints" / f"{model.weights_hash}-{config.digest()}"
 
 
 def _save_checkpoint(path: Path, reducer: AtlasReducer, done: int) -> None:

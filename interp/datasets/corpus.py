@@ -158,3 +158,16 @@ def token_windows(model, corpus: Corpus, window: int = 128, max_tokens: int | No
         raise InterpError(f"corpus {corpus.name!r} is empty (or only whitespace)")
     if buffer and (max_tokens is None or emitted + len(buffer) <= max_tokens) and emitted == 0:
         yield buffer  # a corpus shorter than one window still yields its tokens
+
+
+def window_tensor(model, source: str, seq_len: int, n_tokens: int):
+    """The first ``n_tokens`` of corpus ``source`` as full ``[n_windows, seq_len]`` windows
+    (the same tensor on every run; a short tail is dropped)."""
+    import torch
+
+    if n_tokens < seq_len:
+        raise InterpError(f"n_tokens ({n_tokens}) must be at least one window of seq_len={seq_len}")
+    windows = [w for w in token_windows(model, load_corpus(source, model), seq_len, n_tokens) if len(w) == seq_len]
+    if not windows:
+        raise InterpError(f"corpus {source!r} has fewer than {seq_len} tokens; at least one full window is needed")
+    return torch.tensor(windows, dtype=torch.long)

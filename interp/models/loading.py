@@ -80,12 +80,10 @@ def load_model(
         device_map = device if device in DEVICE_MAPS else None
         hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
-    if device in DEVICE_MAPS and spec in BUILTIN:
-        device = "cuda" if torch.cuda.is_available() else "cpu"  # small enough for one device
-    if device in DEVICE_MAPS:
-        hf_model = hf_model.eval()  # placed layer by layer by accelerate's dispatcher
-    else:
-        hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
+        one = device if device not in DEVICE_MAPS else "cuda" if torch.cuda.is_available() else "cpu"
+        hf_model = hf_model.to(device=one, dtype=dtype)
+    hf_model = hf_model.eval()
     for p in hf_model.parameters():
         p.requires_grad_(False)
     if dtype != torch.float32:

@@ -6,7 +6,6 @@ import html
 
 import plotly.express as px
 import plotly.graph_objects as go
-import torch
 
 
 def histogram(result, layer: int, neuron: int) -> go.Figure:
@@ -56,5 +55,3 @@ def scale_of(contexts: list[dict]) -> float:
     values = [abs(a) for c in contexts for a in c["acts"]]
     return max(values) if values else 1.0
 
-
-__all__ = ["context_html", "density_scatter", "histogram", "scale_of", "torch"]

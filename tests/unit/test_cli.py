@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,8 @@ def test_neuron_command(capsys, monkeypatch):
     (["top-neurons", "-m", "tiny-llama", "-t", "ab"], "not a single token"),
     (["data", "MISSING.txt", "--kind", "corpus"], "corpus path 'MISSING.txt' does not exist"),
     (["neurons-for", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
+    (["concept", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
+    (["concept", "-m", "tiny-llama", "-t", "a", "--side", "down"], "unknown side 'down'"),
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "must be a finite number"),
     (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),
 ])
@@ -61,6 +65,7 @@ def test_bad_input_is_one_line(capsys, monkeypatch, args, message):
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert "Traceback" not in err
+    assert not list(Path(os.environ["INTERP_RUNS"]).rglob("*")), "bad input wrote to runs/"
 
 
 def test_malformed_jsonl_names_the_line(capsys, monkeypatch, tmp_path):

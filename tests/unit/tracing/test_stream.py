@@ -1,26 +1,26 @@
-"""The streamed runner and its reducer equal a dense, brute-force computation."""
+"""The streamed runner and neuron_stats equal a dense, brute-force computation."""
 
 from __future__ import annotations
 
 import torch
 
-from interp.datasets import load_corpus, token_windows
+from interp.datasets.corpus import window_tensor
 from interp.tracing.hooks import record
 from interp.tracing.names import hook_name
-from interp.tracing.stream import NeuronStats, neuron_stats, stream_windows
+from interp.tracing.stream import neuron_stats
 
 
-def test_neuron_stats_equal_dense_activations(tiny_llama, tmp_path):
+def test_neuron_stats_equal_dense_activations(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     (tmp_path / "c.txt").write_text("The quick brown fox jumps over the lazy dog. " * 12)
-    windows = list(token_windows(tiny_llama, load_corpus(str(tmp_path / "c.txt")), window=32))
+    corpus = str(tmp_path / "c.txt")
+    out = neuron_stats(tiny_llama, corpus, n_tokens=512, window=32, batch_size=3)
+    windows = window_tensor(tiny_llama, corpus, 32, 512)
     sites = [hook_name("mlp_post", l) for l in range(tiny_llama.n_layers)]
-    stats = NeuronStats(tiny_llama.n_layers, tiny_llama.d_mlp)
-    seen = stream_windows(tiny_llama, windows, sites, stats, batch_size=3)
     with torch.no_grad(), record(tiny_llama, sites) as acts:
-        tiny_llama(torch.tensor(windows))
+        tiny_llama(windows)
     dense = torch.stack([acts[s].flatten(0, 1) for s in sites])  # [layer, tokens, d_mlp]
-    out = stats.tensors()
-    assert seen == dense.shape[1] == int(out["count"][0])
+    assert int(out["count"][0]) == dense.shape[1] == windows.numel()
     torch.testing.assert_close(out["max"], dense.amax(1))
     torch.testing.assert_close(out["min"], dense.amin(1))
     torch.testing.assert_close(out["mean"], dense.mean(1), atol=1e-6, rtol=1e-5)
