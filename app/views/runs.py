@@ -23,7 +23,8 @@ which = st.selectbox("Analysis", analyses)
 shown = runs if which == "all" else runs[runs.analysis == which]
 st.dataframe(shown[["created", "analysis", "model", "run_id", "metrics"]], hide_index=True, width="stretch")
 
-choice = st.selectbox("Open a run", shown.path.tolist(), format_func=lambda p: p.split("/", 1)[-1])
+labels = {r.path: f"{r.analysis} · {r.run_id}" for r in shown.itertuples()}
+choice = st.selectbox("Open a run", shown.path.tolist(), format_func=labels.get)
 if choice:
     try:
         result = get_result(choice)

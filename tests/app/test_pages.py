@@ -34,7 +34,7 @@ def test_runs_page_lists_the_decoding(app):
     app.switch_page("views/neuron_explorer.py").run()  # builds and stores the decoding
     app.switch_page("views/runs.py").run()
     assert not app.exception
-    assert any("lm_head_decoding" in str(s.value) for s in app.selectbox)
+    assert any("lm_head_decoding · " in str(s.format_func(s.value)) for s in app.selectbox if s.label == "Open a run")
 
 
 def test_explorer_token_search_and_bad_inputs(app):
