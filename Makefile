@@ -23,6 +23,7 @@ install: $(STAMP)
 # embedded model, then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
 PORT ?= 8501
 run: install
+	mkdir -p runs && cp -rn data/results/. runs/   # the committed Results (patching, ...), never overwriting yours
 	$(VENV)/bin/interp decode --model smollm2-135m
 	$(VENV)/bin/interp atlas --model smollm2-135m --corpus sampled:4096+stdlib-docs --tokens 16384
 	$(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
@@ -35,6 +36,7 @@ test: install
 bench: install
 	$(PY) benchmarks/tracing.py
 	$(PY) benchmarks/lm_head_decoding.py
+	$(PY) benchmarks/patching.py
 
 lint: install
 	$(VENV)/bin/ruff check interp app tests benchmarks

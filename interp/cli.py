@@ -313,6 +313,10 @@ def atlas(
         f"stored at {result.path}"))
 
 
+from interp.commands import factual as _factual  # noqa: E402,F401  (registers its commands)
+from interp.commands import patching as _patching  # noqa: E402,F401
+
+
 def main() -> None:
     """Entry point: run the app, turning InterpError into one line and exit status 2."""
     _quiet()

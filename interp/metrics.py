@@ -68,3 +68,10 @@ def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float
         W_out = W_out - W_out.mean(0, keepdim=True)
     per_neuron = W_out.T @ dirs.float()  # [d_mlp, n]
     return acts.float()[..., :, None] * scale[..., None] * per_neuron
+
+
+def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"]) -> Float[Tensor, "... head d_model"]:
+    """Each head's write into the residual stream, ``z_h @ W_O[:, h]^T``; they sum to the
+    attention output less its bias ``b_O``."""
+    W_O = model.weights.W_O[layer].float()  # [d_model, n_heads * d_head]
+    return torch.einsum("...hd,mhd->...hm", z.float(), W_O.view(W_O.shape[0], z.shape[-2], z.shape[-1]))

@@ -90,6 +90,9 @@ class NeuronWeights:
         self.mlp_norm_w = _PerLayer(
             "mlp_norm_w", n, lambda l: getattr(_orig(blocks[l].ln2), "weight", None), optional=True
         )
+        # attention output projection: [d_model, n_heads * d_head]; head h owns columns h*d_head:(h+1)*d_head
+        self.W_O = _PerLayer("W_O", n, lambda l: linear_weight(blocks[l].attn.o))
+        self.b_O = _PerLayer("b_O", n, lambda l: linear_bias(blocks[l].attn.o), optional=True)
         self._bridge = bridge
         act_name = getattr(hf_config, "hidden_act", None) or getattr(
             hf_config, "activation_function", None

@@ -8,6 +8,6 @@ and renames it into place, so a crash never leaves a half-written run.
 """
 
 from interp.storage.results import load_result, runs_root, save_result
-from interp.storage.store import find_runs, list_runs, sql
+from interp.storage.store import find_runs, list_runs, resolve_run, sql
 
-__all__ = ["find_runs", "list_runs", "load_result", "runs_root", "save_result", "sql"]
+__all__ = ["find_runs", "list_runs", "load_result", "resolve_run", "runs_root", "save_result", "sql"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from interp.errors import InterpError
 from interp.storage.results import runs_root
 
 COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
@@ -72,3 +73,17 @@ def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
 
     query = re.sub(r"table\('([\w-]+)',\s*'([\w-]+)'\)", expand, query)
     return duckdb.connect().execute(query).df()
+
+
+def resolve_run(ref: str | Path) -> Path:
+    """A run directory from a path or a run id (or a unique prefix of one) in the store."""
+    path = Path(ref)
+    if (path / "result.json").is_file():
+        return path
+    runs = list_runs()
+    hits = [p for rid, p in zip(runs.run_id, runs.path) if str(rid).startswith(str(ref))] if len(runs) else []
+    if len(hits) == 1:
+        return Path(hits[0])
+    if not hits:
+        raise InterpError(f"no stored run {str(ref)!r}: give a run directory or a run id from `interp runs`")
+    raise InterpError(f"{str(ref)!r} matches {len(hits)} runs; give more of the run id")

@@ -63,8 +63,14 @@ def record(model, sites: Iterable[str], detach: bool = True) -> Iterator[dict[st
     store: dict[str, Tensor] = {}
 
     def keep(name: str) -> HookFn:
-        def fn(act: Tensor) -> None:
-            store[name] = act.detach() if detach else act
+        def fn(act: Tensor) -> Tensor | None:
+            if detach:
+                store[name] = act.detach()
+                return None
+            # Returned, so the model computes from this very tensor: some hook points
+            # (hook_z) hand hooks a reshaped view, and only a returned view joins the graph.
+            store[name] = act
+            return act
 
         return fn
 

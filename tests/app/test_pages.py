@@ -79,3 +79,49 @@ def test_explorer_shows_the_atlas(app, monkeypatch):
     app.switch_page("views/neuron_atlas.py").run()
     assert not app.exception and not app.error
     assert any("Neurons most active on this text" in s.value for s in app.subheader)
+
+
+def test_patching_page_compares_methods_and_lists_neurons(app, tmp_path):
+    import interp
+    from interp.models import load_model
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"clean": "abcdefgh", "corrupt": "abxdefgh", "answer": "a", "wrong": "b"}\n'
+                     '{"clean": "hello wo", "corrupt": "jello wo", "answer": "r", "wrong": "x"}\n')
+    model = load_model("tiny-llama")
+    for method in ("activation", "attribution", "relp"):
+        interp.run("patching", model, dataset=str(pairs), method=method, components=["resid", "mlp_out", "heads"])
+    app.switch_page("views/patching.py").run()
+    assert not app.exception and not app.error
+    assert any("Faithfulness" in s.value for s in app.subheader)
+    shown = app.dataframe[0].value
+    assert set(shown.method) == {"attribution", "relp"} and set(shown.component) == {"resid", "mlp_out", "heads"}
+    app.button[-1].click().run()  # score the last layer's neurons with RelP
+    assert not app.exception and not app.error
+    assert any("neuron_explorer?neuron=1." in m.value for m in app.markdown)
+
+
+def test_patching_page_reports_bad_dataset(app):
+    app.switch_page("views/patching.py").run()
+    assert any("No patching runs" in i.value for i in app.info)
+    app.button[0].click().run()  # the form's Run: ioi is not possible with a byte tokenizer
+    assert any("too few IOI words" in e.value for e in app.error)
+
+
+def test_factual_page_one_fact_and_dataset(app, tmp_path):
+    import interp
+    from interp.models import load_model
+
+    app.switch_page("views/factual_recall.py").run()
+    assert not app.exception and not app.error
+    assert any("No factual-recall run" in i.value for i in app.info)
+    subject = next(t for t in app.text_input if t.label == "Subject")
+    subject.set_value("Spain").run()
+    assert any("not in the prompt" in e.value for e in app.error)
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"prompt": "The capital of Abc is", "subject": "Abc", "answer": " x", "relation": "c"}\n')
+    interp.run("factual_recall", load_model("tiny-llama"), facts=str(facts), only_correct=False)
+    subject.set_value("France").run()
+    assert not app.exception and not app.error
+    assert any("Over a facts set" in s.value for s in app.subheader)
+    assert any("neuron_explorer?neuron=" in m.value for m in app.markdown)
