@@ -37,6 +37,8 @@ bench: install
 	$(PY) benchmarks/tracing.py
 	$(PY) benchmarks/lm_head_decoding.py
 	$(PY) benchmarks/patching.py
+	$(PY) benchmarks/factual_recall.py
+	$(PY) benchmarks/causal_tracing.py
 
 lint: install
 	$(VENV)/bin/ruff check interp app tests benchmarks

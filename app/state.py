@@ -66,3 +66,22 @@ def get_atlas(spec: str):
     runs = list_runs("neuron_atlas")
     runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
     return get_result(runs.path.iloc[0]) if len(runs) else None
+
+
+def page_model():
+    """``(spec, model)`` for a page, or an error message and a stopped page."""
+    spec = model_spec()
+    try:
+        return spec, get_model(spec)
+    except Exception as exc:
+        show_error(exc)
+        st.stop()
+
+
+def newest_result(analysis: str, model):
+    """The newest stored Result of ``analysis`` computed on this model's weights, or None."""
+    from interp.storage import list_runs
+
+    runs = list_runs(analysis)
+    runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
+    return get_result(runs.path.iloc[0]) if len(runs) else None

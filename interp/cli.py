@@ -315,6 +315,7 @@ def atlas(
 
 from interp.commands import factual as _factual  # noqa: E402,F401  (registers its commands)
 from interp.commands import patching as _patching  # noqa: E402,F401
+from interp.commands import unlearning as _unlearning  # noqa: E402,F401
 
 
 def main() -> None:

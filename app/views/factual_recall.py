@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 from components import neuron_link
-from state import get_model, get_result, model_spec, show_error
+from state import newest_result, page_model, show_error
 
 import interp
 from interp.analyses.factual_recall import FactualConfig
 from interp.analyses.factual_recall import run as decompose_facts
 from interp.datasets.prompts import Fact
-from interp.storage import list_runs
 from interp.viz.factual import dla_by_layer, name_mover_scatter, suppression_hist, top_neurons_bar
 
 st.title("Factual recall")
 st.caption("Interpreting Key Mechanisms of Factual Recall in Transformer-Based Language Models (Lv et al., 2024) · "
            "direct logit attribution, argument-passing heads, the MLP as an activation, final-layer suppression.")
-spec = model_spec()
-try:
-    model = get_model(spec)
-except Exception as exc:
-    show_error(exc)
-    st.stop()
+spec, model = page_model()
 
-
-def newest(analysis: str):
-    runs = list_runs(analysis)
-    runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
-    return get_result(runs.path.iloc[0]) if len(runs) else None
 
 
 with st.expander("Run on a facts set", expanded=False):
@@ -66,7 +55,7 @@ try:
 except Exception as exc:
     show_error(exc)
 
-result = newest("factual_recall")
+result = newest_result("factual_recall", model)
 st.subheader("Over a facts set")
 if result is None:
     st.info("No factual-recall run of this model yet: run one above, or `interp factual --facts builtin:capitals`.")
@@ -91,7 +80,7 @@ st.markdown("Top neurons: " + ", ".join(f"{neuron_link(int(t.layer), int(t.neuro
 with st.expander("Facts"):
     st.dataframe(result.table("facts")[["prompt", "answer", "answer_token", "predicted", "correct", "p_answer",
                                         "multi_token"]], hide_index=True)
-fix = newest("factual_fix")
+fix = newest_result("factual_fix", model)
 if fix is not None:
     st.subheader("Mitigating final-layer suppression")
     st.markdown(fix.notes[0])

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 from components import neuron_link
-from state import get_model, get_result, model_spec, show_error
+from state import get_result, page_model, show_error
 
 import interp
 from interp.analyses.faithfulness import compare
@@ -19,12 +19,7 @@ st.title("Patching")
 st.caption("RelP: Faithful and Efficient Circuit Discovery via Relevance Patching (Jafari et al., 2025) · "
            "activation patching is the ground truth; attribution patching and RelP approximate it "
            "with one backward pass.")
-spec = model_spec()
-try:
-    model = get_model(spec)
-except Exception as exc:
-    show_error(exc)
-    st.stop()
+spec, model = page_model()
 
 
 def dataset_key(cfg: dict) -> str:

@@ -2,12 +2,14 @@
 
 from interp.analyses import (  # noqa: F401
     anti_overconfidence,
+    causal_tracing,
     clamping,
     factual_recall,
     lm_head_decoding,
     neuron_atlas,
     patching,
     top_neurons,
+    unlearning,
 )
 from interp.analyses.base import REGISTRY, Config, Result, get_analysis, register, run
 

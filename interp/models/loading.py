@@ -69,6 +69,8 @@ def load_model(
     """Load ``spec`` and wrap it in a ``Model`` (see the module docstring for specs)."""
     dtype = resolve_dtype(dtype)
     _check_device(device)
+    if (Path(spec) / EDIT_FILE).is_file():
+        return _load_edit(Path(spec), device, dtype, trust_remote_code)
     known_hash = None
     if spec in TINY:
         hf_model, tokenizer = build_tiny(spec)
@@ -92,6 +94,46 @@ def load_model(
 
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+# --- edited models: a base spec plus the tensors that changed ------------------------------
+
+EDIT_FILE = "interp_edit.json"
+
+
+def save_edit(model, directory: Path, names: list[str], base_hash: str, note: str = "") -> Path:
+    """Store ``model``'s current values of the HF-named parameters ``names`` with a pointer to
+    its base spec and the base weights' hash (taken before editing): the directory is a model
+    spec (``load_model(directory)``)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    params = model.hf_params
+    save_file({n: params[n].detach().cpu().contiguous() for n in names}, directory / "edits.safetensors")
+    (directory / EDIT_FILE).write_text(json.dumps({"base": model.spec, "base_weights_hash": base_hash,
+                                                   "params": names, "note": note}, indent=1))
+    return directory
+
+
+def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> Model:
+    import json
+
+    from safetensors.torch import load_file
+
+    meta = json.loads((directory / EDIT_FILE).read_text())
+    base = load_model(meta["base"], device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    if dtype == torch.float32 and base.weights_hash != meta["base_weights_hash"]:
+        raise InterpError(f"{directory} edits {meta['base']!r} with weights {meta['base_weights_hash']}, "
+                          f"but that spec now loads weights {base.weights_hash}")
+    edits = load_file(directory / "edits.safetensors")
+    params = base.hf_params
+    with torch.no_grad():
+        for name, value in edits.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+    base.spec, base.source, base.known_hash = str(directory), str(directory.resolve()), None
+    base.__dict__.pop("weights_hash", None)  # cached from the check above: the weights changed
+    return base
 
 
 def _check_device(device: str) -> None:

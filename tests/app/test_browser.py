@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def dashboard(tmp_path_factory):
     from interp.models import load_model
 
     runs = ROOT / "runs"
+    shutil.copytree(ROOT / "data" / "results", runs, dirs_exist_ok=True)  # what `make run` does (cp -rn)
     env = {**os.environ, "INTERP_MODEL": "smollm2-135m", "INTERP_RUNS": str(runs)}
     os.environ["INTERP_RUNS"] = str(runs)
     decoding = cached_run("lm_head_decoding", load_model("smollm2-135m"))
@@ -65,9 +67,25 @@ def dashboard(tmp_path_factory):
     proc.wait(timeout=20)
 
 
-def test_neuron_explorer_token_search(dashboard):
+@contextmanager
+def browser_page(url: str, path: str, shot: str):
+    """A Chromium page at ``url/path``; a full-page screenshot lands in runs/screenshots/ on exit."""
     from playwright.sync_api import sync_playwright
 
+    shots = ROOT / "runs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(f"{url}/{path}", timeout=60_000)
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(shots / shot), full_page=True)
+            browser.close()
+
+
+def test_neuron_explorer_token_search(dashboard):
     from interp.analyses.lm_head_decoding import neurons_for
     from interp.models import load_model
 
@@ -75,12 +93,7 @@ def test_neuron_explorer_token_search(dashboard):
     model = load_model("smollm2-135m")
     top = neurons_for(decoding, model.token_id(" London"), k=1).iloc[0]
     expected = f"{int(top.layer)}.{int(top.neuron)}"
-    shots = ROOT / "runs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(f"{url}/neuron_explorer", timeout=60_000)
+    with browser_page(url, "neuron_explorer", "neuron_explorer.png") as page:
         page.get_by_text("Search by token").wait_for(timeout=240_000)
         box = page.get_by_label("Token (mind the leading space)")
         box.fill(" London")
@@ -88,6 +101,18 @@ def test_neuron_explorer_token_search(dashboard):
         page.get_by_text("Neurons whose output most promotes ' London'").wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
-        page.screenshot(path=str(shots / "neuron_explorer.png"), full_page=True)
-        browser.close()
     assert expected in text, f"top neuron {expected} for ' London' not on the page"
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("patching", "Faithfulness to activation patching"),
+    ("factual_recall", "Heads attending to the subject"),
+    ("causal_tracing", "Ask the original and the edited model"),
+])
+def test_analysis_pages_render_on_the_committed_results(dashboard, path, expected):
+    url, _ = dashboard
+    with browser_page(url, path, f"{path}.png") as page:
+        page.get_by_text(expected).first.wait_for(timeout=240_000)
+        page.wait_for_timeout(3000)  # let the plots draw
+        text = page.inner_text("body")
+    assert expected in text and "Traceback" not in text

@@ -125,3 +125,34 @@ def test_factual_page_one_fact_and_dataset(app, tmp_path):
     assert not app.exception and not app.error
     assert any("Over a facts set" in s.value for s in app.subheader)
     assert any("neuron_explorer?neuron=" in m.value for m in app.markdown)
+
+
+def test_causal_tracing_page(app, tmp_path):
+    import json
+
+    import torch
+
+    import interp
+    from interp.models import load_model
+
+    model = load_model("tiny-llama")
+    rows = []
+    for p in ["The capital of Abc is", "Home of Qrs: the", "Zed lives in", "Where is Wuv? In"]:
+        with torch.no_grad():
+            top = int(model(model.to_tokens(p))[0, -1].argmax())
+        rows.append({"prompt": p, "subject": p.split()[-2] if p.startswith("The") else p.split()[0].rstrip("?"),
+                     "answer": model.token_str(top), "relation": "r"})
+    rows[0]["subject"] = "Abc"
+    rows[1]["subject"] = "Qrs"
+    rows[3]["subject"] = "Wuv"
+    forget, retain = tmp_path / "f.jsonl", tmp_path / "r.jsonl"
+    forget.write_text("\n".join(json.dumps(r) for r in rows[:2]))
+    retain.write_text("\n".join(json.dumps(r) for r in rows[2:]))
+    app.switch_page("views/causal_tracing.py").run()
+    assert not app.exception and any("No causal-tracing run" in i.value for i in app.info)
+    interp.run("causal_tracing", model, facts=str(forget), samples=2)
+    interp.run("unlearning", model, forget=str(forget), retain=str(retain), layers=[0], steps=2,
+               corpus_tokens=256, seq_len=32)
+    app.switch_page("views/causal_tracing.py").run()
+    assert not app.exception and not app.error
+    assert any("original" in m.value for m in app.markdown) and any("constrained" in m.value for m in app.markdown)

@@ -1,0 +1,47 @@
+"""Figures for causal tracing and unlearning Results."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import plotly.graph_objects as go
+
+KIND_TITLES = {"resid": "residual stream", "mlp": "MLP output (window)", "attn": "attention output (window)"}
+ROLE_ORDER = ["before", "subject", "last subject", "after subject", "last"]
+
+
+def trace_heatmap(result, kind: str, fact: int | None = None) -> go.Figure:
+    """Indirect effect per (token, layer): one fact with its tokens, or the mean over facts by token role."""
+    df = result.table("effects")
+    df = df[df.kind == kind]
+    if fact is not None:
+        df = df[df.fact == fact]
+        grid = df.pivot_table(index="pos", columns="layer", values="effect")
+        labels = df.drop_duplicates("pos").sort_values("pos").token.map(repr).tolist()
+        labels = [f"{l}*" if r in ("subject", "last subject") else l
+                  for l, r in zip(labels, df.drop_duplicates("pos").sort_values("pos").role)]
+        title = f"fact {fact}"
+    else:
+        df = df[df.traced]
+        grid = df.groupby(["role", "layer"]).effect.mean().unstack("layer")
+        grid = grid.reindex([r for r in ROLE_ORDER if r in grid.index])
+        labels, title = list(grid.index), f"mean over {result.metrics['n_facts']} facts"
+    fig = px.imshow(grid.values, x=[str(c) for c in grid.columns], y=labels, aspect="auto",
+                    color_continuous_scale="Purples" if kind == "resid" else "Greens" if kind == "mlp" else "Reds",
+                    labels={"x": "layer", "y": "token", "color": "indirect effect"})
+    fig.update_layout(title=f"Restoring the {KIND_TITLES[kind]}: {title}", height=max(260, 30 * len(labels) + 120))
+    return fig
+
+
+def trace_heatmaps(result, fact: int | None = None) -> dict:
+    kinds = result.table("effects").kind.unique()
+    return {KIND_TITLES[k]: trace_heatmap(result, k, fact) for k in KIND_TITLES if k in kinds}
+
+
+def unlearning_bars(result) -> go.Figure:
+    """Before and after, for each run (constrained and unconstrained) and metric."""
+    df = result.table("summary")
+    long = df.melt(id_vars=["run"], value_vars=["forget_acc", "retain_acc", "paraphrase_acc"],
+                   var_name="metric", value_name="accuracy")
+    fig = px.bar(long, x="metric", y="accuracy", color="run", barmode="group", text_auto=".2f")
+    fig.update_layout(title="Top-1 accuracy before and after unlearning", yaxis_range=[0, 1.05], height=360)
+    return fig
