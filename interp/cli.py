@@ -313,7 +313,8 @@ def atlas(
         f"stored at {result.path}"))
 
 
-from interp.commands import factual as _factual  # noqa: E402,F401  (registers its commands)
+from interp.commands import bigrams as _bigrams  # noqa: E402,F401  (registers its commands)
+from interp.commands import factual as _factual  # noqa: E402,F401
 from interp.commands import patching as _patching  # noqa: E402,F401
 from interp.commands import unlearning as _unlearning  # noqa: E402,F401
 

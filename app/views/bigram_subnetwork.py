@@ -1,14 +1,62 @@
-"""Bigram subnetwork: a placeholder until its analysis lands."""
+"""Bigram subnetwork: the weights that make next-token predictions from the current token alone."""
 
-from components import placeholder
+from __future__ import annotations
 
-placeholder(
-    'Bigram subnetwork',
-    'Chang & Bergen (2025): Bigram Subnetworks',
-    [
-        'kept parameters per layer and matrix',
-        'sufficiency and necessity against random subnetworks',
-        'the residual-geometry curve, and a next-token comparison box',
-    ],
-    'interp bigram',
-)
+import pandas as pd
+import streamlit as st
+import torch
+from state import newest_result, page_model, show_error
+
+from interp.analyses.bigram_subnetworks import stored_mask, stored_table
+from interp.analyses.masks import masked
+from interp.viz.bigrams import geometry_lines, layout_heatmap, score_bars
+
+st.title("Bigram subnetwork")
+st.caption("Bigram Subnetworks: Mapping to Next Tokens in Transformer Language Models (Chang & Bergen, 2025) · "
+           "a continuous-sparsification mask trained to reproduce P(next | current token).")
+spec, model = page_model()
+result = newest_result("bigram_subnetworks", model)
+if result is None:
+    st.info("No bigram-subnetwork run of this model yet: `interp bigram` runs the CPU protocol "
+            "(`--device cuda --steps 15000 --lr 5e-5 --t-mult 1.001` for the paper's).")
+    st.stop()
+m = result.metrics
+for note in result.notes:
+    st.info(note)
+cols = st.columns(4)
+cols[0].metric("Weights kept", f"{m['kept_fraction']:.3%}", f"{m['kept_params']:,} of {m['masked_params']:,}",
+               delta_color="off")
+cols[1].metric("In layer 0's MLP", f"{m['share_in_layer0_mlp']:.0%}")
+cols[2].metric("Subnetwork KL to bigram", f"{m['sufficiency_kl']['subnetwork']:.2f}",
+               f"random {m['sufficiency_kl']['random subnetwork']:.2f}", delta_color="off")
+cols[3].metric("LM loss, subnetwork ablated", f"{m['necessity_lm_loss']['complement']:.2f}",
+               f"random {m['necessity_lm_loss']['random complement']:.2f}", delta_color="off")
+st.plotly_chart(layout_heatmap(result), width="stretch", key="bg-layout")
+cols = st.columns(2)
+cols[0].plotly_chart(score_bars(result), width="stretch", key="bg-scores")
+cols[1].plotly_chart(geometry_lines(result), width="stretch", key="bg-geometry")
+if m.get("overlap"):
+    st.markdown("**Overlap with the optimal-pruning subnetwork**: " + ", ".join(
+        f"{k.replace('_', ' ')} {v:.3f}" for k, v in m["overlap"].items()))
+
+st.subheader("Next-token distributions after one token")
+default = " the" if len(model.encode(" the", prepend_bos=False)) == 1 else "t"  # byte-level tiny models
+token = st.text_input("Token", default, help="one token, with its leading space")
+try:
+    tid = model.token_id(token)
+    tokens = torch.tensor([[tid]], device=model.device)
+    table = stored_table(result)
+    bigram = table.dist(torch.tensor([tid]))[0]
+    with torch.no_grad():
+        full = model(tokens)[0, -1].float().softmax(-1)
+        with masked(model, result.config["params"]) as masks:
+            masks.set_fixed(stored_mask(result, model))
+            sub = model(tokens)[0, -1].float().softmax(-1)
+    cols = st.columns(3)
+    for col, (name, p) in zip(cols, [("full model", full), ("subnetwork", sub), ("corpus bigram", bigram)]):
+        top = p.topk(10)
+        col.markdown(f"**{name}**")
+        col.dataframe(pd.DataFrame({"token": [repr(model.token_str(i)) for i in top.indices.tolist()],
+                                    "p": top.values.tolist()}), hide_index=True)
+except Exception as exc:
+    show_error(exc)

@@ -65,7 +65,7 @@ present = [c for c in TITLES if any(c in set(r.table("scores").component) for r 
 component = st.radio("Component", present, format_func=TITLES.get, horizontal=True)
 
 if component != "neurons":
-    st.subheader("Heatmaps (mean over pairs)")
+    st.subheader(f"Heatmaps: {TITLES[component]}, mean over pairs ({results[methods[0]].metrics['direction']})")
     have = [m for m in methods if component in set(results[m].table("scores").component)]
     zmax = max(float(mean_scores(results[m], component).abs().max().max()) for m in have) or 1.0
     cols = st.columns(len(have))

@@ -2,6 +2,7 @@
 
 from interp.analyses import (  # noqa: F401
     anti_overconfidence,
+    bigram_subnetworks,
     causal_tracing,
     clamping,
     factual_recall,

@@ -175,9 +175,9 @@ def train(model, names: list[str], forget: list[Item], retain: list[Item], windo
                 rows = torch.arange(step * rb, (step + 1) * rb, device=r_tok.device) % n_r
                 forget_ce, retain_ce = answer_ce(f_logits, f_lab), answer_ce(model(r_tok[rows]), r_lab[rows])
                 if step < -(-n_r // rb):  # the first epoch's retain losses set the baseline
-                    first.append(float(retain_ce))
+                    first.append(float(retain_ce.detach()))
                 base = sum(first) / len(first)
-                alpha = min(2.3, max(1.2, round(0.3 * 6 ** (float(retain_ce) - base) + 0.8, 1)))
+                alpha = min(2.3, max(1.2, round(0.3 * 6 ** (float(retain_ce.detach()) - base) + 0.8, 1)))
                 if config.loss == "sha256":
                     loss = -forget_ce + alpha * retain_ce
                 else:
@@ -191,9 +191,10 @@ def train(model, names: list[str], forget: list[Item], retain: list[Item], windo
                 with torch.no_grad():
                     acc = float((f_logits[torch.arange(len(forget)), f_first].argmax(-1) ==
                                  f_lab[torch.arange(len(forget)), f_first + 1]).float().mean())
-                log.append({"step": step, "forget_ce": float(forget_ce), "retain_ce": float(retain_ce),
+                f_ce, r_ce = float(forget_ce.detach()), float(retain_ce.detach())
+                log.append({"step": step, "forget_ce": f_ce, "retain_ce": r_ce,
                             "alpha": alpha, "forget_acc": acc})
-                bar.set_postfix(forget_ce=f"{float(forget_ce):.2f}", retain_ce=f"{float(retain_ce):.2f}", acc=acc)
+                bar.set_postfix(forget_ce=f"{f_ce:.2f}", retain_ce=f"{r_ce:.2f}", acc=acc)
                 if acc <= config.target_forget_acc + 1e-6:
                     break
     finally:

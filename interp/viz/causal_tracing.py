@@ -24,11 +24,11 @@ def trace_heatmap(result, kind: str, fact: int | None = None) -> go.Figure:
         df = df[df.traced]
         grid = df.groupby(["role", "layer"]).effect.mean().unstack("layer")
         grid = grid.reindex([r for r in ROLE_ORDER if r in grid.index])
-        labels, title = list(grid.index), f"mean over {result.metrics['n_facts']} facts"
+        labels, title = list(grid.index), f"{result.metrics['n_facts']} facts"
     fig = px.imshow(grid.values, x=[str(c) for c in grid.columns], y=labels, aspect="auto",
                     color_continuous_scale="Purples" if kind == "resid" else "Greens" if kind == "mlp" else "Reds",
                     labels={"x": "layer", "y": "token", "color": "indirect effect"})
-    fig.update_layout(title=f"Restoring the {KIND_TITLES[kind]}: {title}", height=max(260, 30 * len(labels) + 120))
+    fig.update_layout(title=f"{KIND_TITLES[kind]} · {title}", height=max(260, 30 * len(labels) + 120))
     return fig
 
 

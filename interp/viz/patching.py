@@ -42,8 +42,7 @@ def heatmap(result, component: str, zmax: float | None = None) -> go.Figure:
     fig = px.imshow(grid.values, x=x, y=[str(i) for i in grid.index], aspect="auto", origin="lower",
                     color_continuous_scale="RdBu", zmin=-zmax, zmax=zmax,
                     labels={"x": xtitle, "y": "layer", "color": f"Δ {m['metric']}"})
-    fig.update_layout(title=f"{m['method']}: {TITLES.get(component, component)} ({m['direction']}, "
-                            f"{m['n_pairs']} pairs)", height=max(300, 14 * len(grid) + 140))
+    fig.update_layout(title=f"{m['method']} · {m['n_pairs']} pairs", height=max(300, 14 * len(grid) + 140))
     return fig
 
 

@@ -108,6 +108,7 @@ def test_neuron_explorer_token_search(dashboard):
     ("patching", "Faithfulness to activation patching"),
     ("factual_recall", "Heads attending to the subject"),
     ("causal_tracing", "Ask the original and the edited model"),
+    ("bigram_subnetwork", "corpus bigram"),
 ])
 def test_analysis_pages_render_on_the_committed_results(dashboard, path, expected):
     url, _ = dashboard

@@ -156,3 +156,18 @@ def test_causal_tracing_page(app, tmp_path):
     app.switch_page("views/causal_tracing.py").run()
     assert not app.exception and not app.error
     assert any("original" in m.value for m in app.markdown) and any("constrained" in m.value for m in app.markdown)
+
+
+def test_bigram_page(app):
+    import interp
+    from interp.models import load_model
+
+    app.switch_page("views/bigram_subnetwork.py").run()
+    assert not app.exception and any("No bigram-subnetwork run" in i.value for i in app.info)
+    interp.run("bigram_subnetworks", load_model("tiny-llama"), corpus="stdlib-docs", corpus_tokens=3000, steps=3,
+               random_seeds=1, seq_len=32, checkpoint_every=0)
+    app.switch_page("views/bigram_subnetwork.py").run()
+    assert not app.exception and not app.error
+    assert any("corpus bigram" in md.value for md in app.markdown)
+    app.text_input[0].set_value("ab").run()
+    assert any("not a single token" in e.value for e in app.error)
