@@ -32,8 +32,7 @@ def score_bars(result) -> go.Figure:
 def geometry_lines(result) -> go.Figure:
     df = result.table("geometry").melt(id_vars=["layer", "model"], var_name="direction", value_name="cosine")
     fig = px.line(df, x="layer", y="cosine", color="direction", line_dash="model", markers=True)
-    fig.update_layout(title="Residual stream: similarity to the current token's embedding vs the next token's "
-                            "unembedding", height=360)
+    fig.update_layout(title="Residual geometry: cosine with the current / next token", height=360)
     return fig
 
 
