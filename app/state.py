@@ -60,12 +60,7 @@ def model_and_decoding():
 
 def get_atlas(spec: str):
     """The newest stored neuron atlas of this model, or None (``make run`` builds one)."""
-    from interp.storage import list_runs
-
-    model = get_model(spec)
-    runs = list_runs("neuron_atlas")
-    runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
-    return get_result(runs.path.iloc[0]) if len(runs) else None
+    return newest_result("neuron_atlas", get_model(spec))
 
 
 def page_model():

@@ -70,6 +70,20 @@ def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float
     return acts.float()[..., :, None] * scale[..., None] * per_neuron
 
 
+def lm_loss(model, windows: Int[Tensor, "batch pos"], batch_size: int = 32, fwd=()) -> float:
+    """Mean next-token cross-entropy over ``windows`` (with hooks ``fwd`` attached, e.g. an edit)."""
+    from interp.tracing.hooks import hooks
+
+    total, count = 0.0, 0
+    with torch.no_grad(), hooks(model, fwd):
+        for start in range(0, len(windows), batch_size):
+            w = windows[start:start + batch_size].to(model.device)
+            logits = model(w)[:, :-1].float()
+            total += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(), reduction="sum"))
+            count += w[:, 1:].numel()
+    return total / count
+
+
 def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"]) -> Float[Tensor, "... head d_model"]:
     """Each head's write into the residual stream, ``z_h @ W_O[:, h]^T``; they sum to the
     attention output less its bias ``b_O``."""

@@ -34,7 +34,7 @@ from interp.analyses.factual_recall import score_facts
 from interp.datasets.corpus import window_tensor
 from interp.datasets.prompts import load_facts
 from interp.errors import InterpError
-from interp.metrics import direct_logit, final_scale, neuron_dla
+from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla
 from interp.tracing.hooks import hooks, record
 from interp.tracing.names import hook_name
 
@@ -92,18 +92,6 @@ def scaling_hooks(model, target: str, layer: int, scale: float, neurons: list[in
     return [(hook_name("mlp_out" if target == "mlp" else "attn_out", layer), lambda act: act * scale)]
 
 
-def corpus_loss(model, windows: Tensor, batch_size: int, fwd=()) -> float:
-    total, count = 0.0, 0
-    with torch.no_grad(), hooks(model, fwd):
-        for start in range(0, len(windows), batch_size):
-            w = windows[start:start + batch_size].to(model.device)
-            logits = model(w)[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1),
-                                                     reduction="sum")
-            total, count = total + float(loss), count + w[:, 1:].numel()
-    return total / count
-
-
 @register("factual_fix", FixConfig)
 def run(model, config: FixConfig) -> Result:
     """Scale down final-layer components that suppress correct answers; measure held-out gain and LM-loss cost."""
@@ -138,8 +126,8 @@ def run(model, config: FixConfig) -> Result:
         after[["correct", "p_answer", "predicted"]].rename(columns=lambda c: f"{c}_after"))
     table["gain"] = table.p_answer_after - table.p_answer
     windows = window_tensor(model, config.corpus, config.seq_len, config.corpus_tokens)
-    loss_before = corpus_loss(model, windows, config.batch_size)
-    loss_after = corpus_loss(model, windows, config.batch_size, fwd)
+    loss_before = lm_loss(model, windows, config.batch_size)
+    loss_after = lm_loss(model, windows, config.batch_size, fwd)
     gain = float(table.gain.mean())
     metrics = {
         "target": config.target, "layer": layer, "neurons": [f"{layer}.{n}" for n in neurons or []],

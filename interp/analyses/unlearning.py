@@ -27,6 +27,7 @@ on the SemEval data with OLMo.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from interp.datasets.corpus import window_tensor
 from interp.datasets.jsonl import read_jsonl
 from interp.datasets.prompts import DATA_DIR, resolve
 from interp.errors import InterpError
+from interp.metrics import lm_loss
 from interp.storage import runs_root
 
 BLOCK = re.compile(r"\.(?:layers|h)\.(\d+)\.")
@@ -130,13 +132,6 @@ def paraphrase(items: list[Item]) -> list[Item]:
             for it in items for t in templates.get(it.relation, [])]
 
 
-def perplexity(model, windows: Tensor) -> float:
-    with torch.no_grad():
-        logits = model(windows)
-    return float(torch.exp(torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), windows[:, 1:].flatten())))
-
-
 def trainable_names(model, layers: list[int] | None) -> list[str]:
     """HF-named parameters to train: the MLPs of ``layers``, or (None) every block parameter."""
     names = []
@@ -221,7 +216,7 @@ def choose_layers(model, forget: list[Item], config) -> tuple[list[int], str]:
 def _report(model, forget, retain, para, windows) -> dict:
     f, r, p = evaluate(model, forget), evaluate(model, retain), evaluate(model, para)
     return {"forget_acc": f["acc"], "forget_p": f["p"], "retain_acc": r["acc"], "paraphrase_acc": p["acc"],
-            "perplexity": perplexity(model, windows)}
+            "perplexity": math.exp(lm_loss(model, windows))}
 
 
 @register("unlearning", UnlearnConfig)
@@ -241,7 +236,7 @@ def run(model, config: UnlearnConfig) -> Result:
     forget = [it for it, ok in zip(forget, known) if ok]
     if not forget:
         raise InterpError(f"the model already gets all {len(unknown)} forget facts wrong: nothing to forget")
-    para = [p for p in paraphrase(forget)]
+    para = paraphrase(forget)
     windows = window_tensor(model, config.corpus, config.seq_len, config.corpus_tokens).to(model.device)
     layers, why = choose_layers(model, forget, config)
     before = _report(model, forget, retain, para, windows)

@@ -105,14 +105,22 @@ def save_edit(model, directory: Path, names: list[str], base_hash: str, note: st
     its base spec and the base weights' hash (taken before editing): the directory is a model
     spec (``load_model(directory)``)."""
     import json
+    import shutil
+    import tempfile
 
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
-    params = model.hf_params
-    save_file({n: params[n].detach().cpu().contiguous() for n in names}, directory / "edits.safetensors")
-    (directory / EDIT_FILE).write_text(json.dumps({"base": model.spec, "base_weights_hash": base_hash,
-                                                   "params": names, "note": note}, indent=1))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+    try:  # written aside and renamed into place: an interrupted save leaves no half-written spec
+        params = model.hf_params
+        save_file({n: params[n].detach().cpu().contiguous() for n in names}, tmp / "edits.safetensors")
+        (tmp / EDIT_FILE).write_text(json.dumps({"base": model.spec, "base_weights_hash": base_hash,
+                                                 "params": names, "note": note}, indent=1))
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return directory
 
 

@@ -49,3 +49,15 @@ def test_logit_diff_and_kl():
     assert float(logit_diff(logits, torch.tensor([1]), torch.tensor([0]))) == 2.0
     assert float(kl_div(logits, logits)) == 0.0
     assert float(kl_div(logits, torch.zeros(1, 3))) > 0
+
+
+def test_lm_loss_matches_cross_entropy(tiny_llama):
+    import torch
+
+    from interp.metrics import lm_loss
+
+    windows = torch.randint(3, tiny_llama.d_vocab, (5, 12))
+    with torch.no_grad():
+        logits = tiny_llama(windows)[:, :-1].float()
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+    assert abs(lm_loss(tiny_llama, windows, batch_size=2) - float(expected)) < 1e-5
