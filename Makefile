@@ -31,6 +31,7 @@ run: install
 # Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.
 test: install
 	$(VENV)/bin/ruff check interp app tests benchmarks
+	$(VENV)/bin/lint-imports --no-logo   # the layers contract in pyproject.toml: imports point down the data flow
 	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
 
 bench: install
@@ -42,3 +43,4 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check interp app tests benchmarks
+	$(VENV)/bin/lint-imports --no-logo

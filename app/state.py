@@ -1,7 +1,12 @@
-"""Dashboard state: the model loads once per process; Results are cached by path.
+"""Dashboard state: one Workbench per model per process, and the cache in front of it.
 
-This is the only place that combines streamlit caching with interp; the library
-never imports streamlit.
+This is the only place that combines streamlit caching with interp; the library never
+imports streamlit, and pages import only ``interp.workbench`` and ``interp.viz``.
+
+- ``workbench()``: the page's Workbench (``st.cache_resource``: the model loads once);
+- ``call(method, *args)``: a facade call, cached once with ``st.cache_data`` keyed on the
+  weights hash, the method and its arguments. Arguments that name a stored run are its
+  path and modification time (``ref``), so a re-saved run is read again.
 """
 
 from __future__ import annotations
@@ -10,10 +15,7 @@ import os
 
 import streamlit as st
 
-import interp
-from interp.analyses.base import cached_run
-from interp.errors import InterpError
-from interp.storage import runs_root
+from interp.workbench import InterpError, Workbench
 
 
 def model_spec() -> str:
@@ -21,23 +23,8 @@ def model_spec() -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model (once per process)…")
-def get_model(spec: str):
-    return interp.load_model(spec)
-
-
-def get_decoding(spec: str):
-    """The decoding Result for ``spec`` from the current store (built once if missing)."""
-    return _decoding(spec, str(runs_root().resolve()))
-
-
-@st.cache_resource(show_spinner="Decoding every neuron through the LM head (once; then cached on disk)…")
-def _decoding(spec: str, runs: str):
-    return cached_run("lm_head_decoding", get_model(spec))
-
-
-@st.cache_resource(show_spinner=False)
-def get_result(path: str):
-    return interp.load_result(path)
+def _workbench(spec: str) -> Workbench:
+    return Workbench(spec)
 
 
 def show_error(exc: Exception) -> None:
@@ -48,35 +35,44 @@ def show_error(exc: Exception) -> None:
         st.exception(exc)
 
 
-def model_and_decoding():
-    """``(spec, model, decoding)`` for the page, or an error message and a stopped page."""
-    spec = model_spec()
+def workbench() -> Workbench:
+    """The Workbench of this dashboard's model, or an error message and a stopped page."""
     try:
-        return spec, get_model(spec), get_decoding(spec)
+        return _workbench(model_spec())
     except Exception as exc:
         show_error(exc)
         st.stop()
 
 
-def get_atlas(spec: str):
-    """The newest stored neuron atlas of this model, or None (``make run`` builds one)."""
-    return newest_result("neuron_atlas", get_model(spec))
+@st.cache_data(show_spinner=False, max_entries=512)
+def _call(spec: str, weights_hash: str, method: str, args: tuple, kwargs: tuple, runs_stamp: tuple):
+    return getattr(_workbench(spec), method)(*args, **dict(kwargs))
 
 
-def page_model():
-    """``(spec, model)`` for a page, or an error message and a stopped page."""
-    spec = model_spec()
+def _stamp(value) -> float | None:
+    """The modification time of a stored run named by ``value`` (None for any other argument)."""
+    if isinstance(value, str) and value:
+        try:
+            return os.stat(os.path.join(value, "result.json")).st_mtime
+        except OSError:
+            return None
+    return None
+
+
+def call(method: str, *args, **kwargs):
+    """``workbench().method(*args, **kwargs)``, computed once per weights, arguments and the
+    modification times of the stored runs among the arguments."""
+    wb = workbench()
+    stamp = tuple(_stamp(v) for v in (*args, *kwargs.values()))
+    return _call(wb.spec, wb.weights_hash, method, args, tuple(sorted(kwargs.items())), stamp)
+
+
+def decoding():
+    """The decoding Result (built once and stored the first time; shown with a spinner)."""
+    wb = workbench()
     try:
-        return spec, get_model(spec)
+        with st.spinner("Decoding every neuron through the LM head (once; then reused from the store)…"):
+            return wb.decoding()
     except Exception as exc:
         show_error(exc)
         st.stop()
-
-
-def newest_result(analysis: str, model):
-    """The newest stored Result of ``analysis`` computed on this model's weights, or None."""
-    from interp.storage import list_runs
-
-    runs = list_runs(analysis)
-    runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
-    return get_result(runs.path.iloc[0]) if len(runs) else None

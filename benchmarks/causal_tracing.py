@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     import interp
-    from interp.analyses.causal_tracing import TraceConfig, trace_fact
+    from interp.analyses.patching.causal_tracing import TraceConfig, trace_fact
     from interp.datasets.prompts import Fact
 
     model = interp.load_model("smollm2-135m")

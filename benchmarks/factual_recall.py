@@ -27,8 +27,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import interp
-    from interp.analyses.factual_recall import FactualConfig
-    from interp.analyses.factual_recall import run as decompose
+    from interp.analyses.facts.factual_recall import FactualConfig
+    from interp.analyses.facts.factual_recall import run as decompose
     from interp.datasets.prompts import load_facts
 
     model = interp.load_model("smollm2-135m")

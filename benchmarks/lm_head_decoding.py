@@ -31,7 +31,7 @@ def main() -> None:
 
     import interp
     from interp.analyses.base import cached_run
-    from interp.analyses.lm_head_decoding import decode_block, neurons_for, side_basis, side_vectors
+    from interp.analyses.neurons.decoding import decode_block, neurons_for, side_basis, side_vectors
 
     model = interp.load_model("smollm2-135m")
     basis = side_basis(model, "out", True).float().contiguous()

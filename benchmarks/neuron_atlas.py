@@ -40,9 +40,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import interp
-    from interp.analyses.neuron_atlas import AtlasConfig, plan
+    from interp.analyses.neurons.atlas import AtlasConfig, plan
+    from interp.names import hook_name
     from interp.tracing.hooks import record
-    from interp.tracing.names import hook_name
     from interp.tracing.reducers import AtlasReducer
 
     model = interp.load_model("smollm2-135m")

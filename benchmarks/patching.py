@@ -32,9 +32,9 @@ def main() -> None:
     import pandas as pd
 
     import interp
-    from interp.analyses.faithfulness import compare
-    from interp.analyses.patching import PatchingConfig
-    from interp.analyses.patching import run as patching
+    from interp.analyses.patching.engine import PatchingConfig
+    from interp.analyses.patching.engine import run as patching
+    from interp.analyses.patching.faithfulness import compare
 
     model = interp.load_model(args.model)
     comps = tuple(c.strip() for c in args.components.split(","))

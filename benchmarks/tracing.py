@@ -43,8 +43,8 @@ def main() -> None:
 
     from interp.models import load_model
     from interp.models.loading import embedded_cache_dir
+    from interp.names import hook_name
     from interp.tracing.hooks import record
-    from interp.tracing.names import hook_name
 
     with tempfile.TemporaryDirectory() as home:
         real_home = os.environ.get("INTERP_HOME")

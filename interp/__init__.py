@@ -6,15 +6,17 @@
     result.top("neurons", by="dla", k=5)
 """
 
-from interp.analyses.base import Config, Result, run
+from interp.analyses import cached_run, get_analysis, run
 from interp.errors import InterpError
 from interp.models import Model, load_model
-from interp.storage import list_runs, load_result, sql
-from interp.tracing.hooks import ablate, clamp, hooks, patch, record
-from interp.tracing.names import NeuronId, hook_name
+from interp.names import NeuronId, hook_name
+from interp.result import Config, Result
+from interp.storage import list_runs, load_result, save_result, sql
+from interp.tracing import Write, ablate, clamp, intervene, patch, record  # (tracing.scale: not to shadow interp.scale)
 
 __version__ = "0.1.0"
 __all__ = [
-    "Config", "InterpError", "Model", "NeuronId", "Result", "ablate", "clamp", "hook_name", "hooks",
-    "list_runs", "load_model", "load_result", "patch", "record", "run", "sql",
+    "Config", "InterpError", "Model", "NeuronId", "Result", "Write", "ablate", "cached_run", "clamp",
+    "get_analysis", "hook_name", "intervene", "list_runs", "load_model", "load_result", "patch", "record", "run",
+    "save_result", "sql",
 ]

@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.tracing import intervene
+
 
 def logit_diff(logits: Float[Tensor, "batch d_vocab"], answer: Int[Tensor, " batch"],
                wrong: Int[Tensor, " batch"]) -> Float[Tensor, " batch"]:
@@ -70,12 +72,10 @@ def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float
     return acts.float()[..., :, None] * scale[..., None] * per_neuron
 
 
-def lm_loss(model, windows: Int[Tensor, "batch pos"], batch_size: int = 32, fwd=()) -> float:
-    """Mean next-token cross-entropy over ``windows`` (with hooks ``fwd`` attached, e.g. an edit)."""
-    from interp.tracing.hooks import hooks
-
+def lm_loss(model, windows: Int[Tensor, "batch pos"], batch_size: int = 32, writes=()) -> float:
+    """Mean next-token cross-entropy over ``windows`` (with intervention ``writes`` applied, e.g. a fix)."""
     total, count = 0.0, 0
-    with torch.no_grad(), hooks(model, fwd):
+    with torch.no_grad(), intervene(model, writes):
         for start in range(0, len(windows), batch_size):
             w = windows[start:start + batch_size].to(model.device)
             logits = model(w)[:, :-1].float()

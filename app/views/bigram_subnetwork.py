@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
-import torch
-from state import newest_result, page_model, show_error
+from state import call, show_error, workbench
 
-from interp.analyses.bigram_subnetworks import stored_mask, stored_table
-from interp.analyses.masks import masked
 from interp.viz.bigrams import geometry_lines, layout_heatmap, score_bars
 
 st.title("Bigram subnetwork")
 st.caption("Bigram Subnetworks: Mapping to Next Tokens in Transformer Language Models (Chang & Bergen, 2025) · "
            "a continuous-sparsification mask trained to reproduce P(next | current token).")
-spec, model = page_model()
-result = newest_result("bigram_subnetworks", model)
-if result is None:
+wb = workbench()
+path = wb.latest_path("bigram_subnetworks")
+if path is None:
     st.info("No bigram-subnetwork run of this model yet: `interp bigram` runs the CPU protocol "
             "(`--device cuda --steps 15000 --lr 5e-5 --t-mult 1.001` for the paper's).")
     st.stop()
+result = wb.result(path)
 m = result.metrics
 for note in result.notes:
     st.info(note)
@@ -40,23 +37,12 @@ if m.get("overlap"):
         f"{k.replace('_', ' ')} {v:.3f}" for k, v in m["overlap"].items()))
 
 st.subheader("Next-token distributions after one token")
-default = " the" if len(model.encode(" the", prepend_bos=False)) == 1 else "t"  # byte-level tiny models
-token = st.text_input("Token", default, help="one token, with its leading space")
+token = st.text_input("Token", wb.default_token(" the"), help="one token, with its leading space")
 try:
-    tid = model.token_id(token)
-    tokens = torch.tensor([[tid]], device=model.device)
-    table = stored_table(result)
-    bigram = table.dist(torch.tensor([tid]))[0]
-    with torch.no_grad():
-        full = model(tokens)[0, -1].float().softmax(-1)
-        with masked(model, result.config["params"]) as masks:
-            masks.set_fixed(stored_mask(result, model))
-            sub = model(tokens)[0, -1].float().softmax(-1)
+    preview = call("bigram_preview", path, token)  # the mask is applied to a private copy of the model
     cols = st.columns(3)
-    for col, (name, p) in zip(cols, [("full model", full), ("subnetwork", sub), ("corpus bigram", bigram)]):
-        top = p.topk(10)
+    for col, (name, table) in zip(cols, preview.items()):
         col.markdown(f"**{name}**")
-        col.dataframe(pd.DataFrame({"token": [repr(model.token_str(i)) for i in top.indices.tolist()],
-                                    "p": top.values.tolist()}), hide_index=True)
+        col.dataframe(table, hide_index=True)
 except Exception as exc:
     show_error(exc)

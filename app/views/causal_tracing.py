@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import plotly.express as px
 import streamlit as st
-import torch
-from state import get_model, newest_result, page_model, show_error
+from components import job_panel, start_job
+from state import call, show_error, workbench
 
-import interp
-from interp.generation import generate
 from interp.viz.causal_tracing import trace_heatmaps, unlearning_bars
 
 st.title("Causal tracing & unlearning")
 st.caption("ROME's causal tracing (Meng et al., 2022) locates where a fact is recalled; "
            "Selective Amnesia (SHA256, SemEval-2025 Task 4) then trains only those MLPs to forget it.")
-spec, model = page_model()
-
-
+wb = workbench()
 
 st.header("Causal tracing")
 with st.expander("Trace facts", expanded=False):
@@ -28,12 +22,9 @@ with st.expander("Trace facts", expanded=False):
         n = c[1].number_input("Facts to trace", 1, 100, 2)
         samples = c[2].number_input("Noise samples", 1, 50, 3)
         if st.form_submit_button("Trace"):
-            try:
-                with st.spinner("Tracing…"):
-                    interp.run("causal_tracing", model, facts=facts, n=int(n), samples=int(samples))
-            except Exception as exc:
-                show_error(exc)
-traced = newest_result("causal_tracing", model)
+            start_job("trace-job", "causal_tracing", facts=facts, n=int(n), samples=int(samples))
+    job_panel("trace-job")
+traced = wb.latest("causal_tracing")
 if traced is None:
     st.info("No causal-tracing run of this model yet: trace above, or `interp trace --facts builtin:capitals`.")
 else:
@@ -51,9 +42,15 @@ else:
         col.plotly_chart(fig, width="stretch", key=f"trace-{name}")
 
 st.header("Unlearning")
-result = newest_result("unlearning", model)
+with st.expander("Unlearn the forget set", expanded=False):
+    st.caption("Trains a private copy of the model (the shared one is never edited); about 3 minutes on 2 CPU "
+               "cores for the embedded model.")
+    if st.button("Run constrained unlearning"):
+        start_job("unlearn-job", "unlearning")
+    job_panel("unlearn-job")
+result = wb.latest("unlearning")
 if result is None:
-    st.info("No unlearning run of this model yet: `interp unlearn` (about 3 minutes on 2 CPU cores).")
+    st.info("No unlearning run of this model yet: run it above, or `interp unlearn`.")
     st.stop()
 for note in result.notes:
     st.info(note)
@@ -71,18 +68,11 @@ st.subheader("Ask the original and the edited model")
 variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained") if v in result.metrics],
                    horizontal=True)
 prompt = st.text_input("Prompt", "The capital of France is")
-edit_dir = Path(result.metrics[variant]["edit"])
-if not (edit_dir / "interp_edit.json").is_file():
-    st.info(f"The edited weights of this run are not on this machine ({edit_dir}); "
-            "`interp unlearn` writes them (committed runs keep only their tables).")
-elif prompt.strip():
+if prompt.strip():
     try:
-        edited = get_model(str(edit_dir))
+        answers = call("ask", prompt, result.metrics[variant]["edit"])
         cols = st.columns(2)
-        for col, (name, m) in zip(cols, [("original", model), (variant, edited)]):
-            tokens = m.to_tokens(prompt)
-            with torch.no_grad():
-                out = generate(m, tokens, 8)
-            col.markdown(f"**{name}**: {prompt}**{m.tokenizer.decode(out[0].tolist())}**")
+        for col, name, key in ((cols[0], "original", "original"), (cols[1], variant, "edited")):
+            col.markdown(f"**{name}**: {prompt}**{answers[key]}**")
     except Exception as exc:
         show_error(exc)

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import streamlit as st
-from components import neuron_link
-from state import newest_result, page_model, show_error
+from components import job_panel, neuron_link, start_job
+from state import call, show_error, workbench
 
-import interp
-from interp.analyses.factual_recall import FactualConfig
-from interp.analyses.factual_recall import run as decompose_facts
-from interp.datasets.prompts import Fact
 from interp.viz.factual import dla_by_layer, name_mover_scatter, suppression_hist, top_neurons_bar
 
 st.title("Factual recall")
 st.caption("Interpreting Key Mechanisms of Factual Recall in Transformer-Based Language Models (Lv et al., 2024) · "
            "direct logit attribution, argument-passing heads, the MLP as an activation, final-layer suppression.")
-spec, model = page_model()
-
-
+wb = workbench()
 
 with st.expander("Run on a facts set", expanded=False):
     with st.form("factual"):
         facts = st.text_input("Facts", "builtin:capitals",
                               help="builtin:capitals|languages|city_country|makers, or a JSONL path")
         if st.form_submit_button("Decompose"):
-            try:
-                with st.spinner("Decomposing every fact…"):
-                    interp.run("factual_recall", model, facts=facts)
-            except Exception as exc:
-                show_error(exc)
+            start_job("factual-job", "factual_recall", facts=facts)
+    job_panel("factual-job")
 
 st.subheader("One fact")
 c = st.columns([3, 1, 1])
@@ -36,8 +27,7 @@ prompt = c[0].text_input("Prompt", "The capital of France is")
 subject = c[1].text_input("Subject", "France")
 answer = c[2].text_input("Answer", " Paris", help="with its leading space; several tokens: the first is scored")
 try:
-    one = decompose_facts(model, FactualConfig(only_correct=False, top_heads=5, batch_size=1),
-                          facts=[Fact(prompt, subject, answer, "custom")])
+    one = call("decompose_fact", prompt, subject, answer)
     row = one.table("facts").iloc[0]
     verdict = "correct" if row.correct else f"wrong: the model predicts {row.predicted!r}"
     st.markdown(f"P({row.answer_token!r}) = **{row.p_answer:.3f}**, rank {row['rank']} ({verdict})")
@@ -55,13 +45,13 @@ try:
 except Exception as exc:
     show_error(exc)
 
-result = newest_result("factual_recall", model)
+result = wb.latest("factual_recall")
 st.subheader("Over a facts set")
 if result is None:
     st.info("No factual-recall run of this model yet: run one above, or `interp factual --facts builtin:capitals`.")
     st.stop()
 m = result.metrics
-st.caption(f"{result.config['facts']}: {m['n_correct']} of {m['n_facts']} facts answered correctly at top-1; "
+st.caption(f"{result.config.facts}: {m['n_correct']} of {m['n_facts']} facts answered correctly at top-1; "
            f"{m['n_decomposed']} decomposed ({result.run_id})")
 for note in result.notes:
     st.info(note)
@@ -80,7 +70,7 @@ st.markdown("Top neurons: " + ", ".join(f"{neuron_link(int(t.layer), int(t.neuro
 with st.expander("Facts"):
     st.dataframe(result.table("facts")[["prompt", "answer", "answer_token", "predicted", "correct", "p_answer",
                                         "multi_token"]], hide_index=True)
-fix = newest_result("factual_fix", model)
+fix = wb.latest("factual_fix")
 if fix is not None:
     st.subheader("Mitigating final-layer suppression")
     st.markdown(fix.notes[0])

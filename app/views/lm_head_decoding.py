@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import streamlit as st
-from state import model_and_decoding
+from state import call, decoding, workbench
 
 from interp.viz.decoding import layer_norms_heatmap
 
 st.title("LM-head decoding")
 st.caption('"Decoding specialised feature neurons in LLMs with the final projection layer" (2025); '
            "Geva et al. (2022). Every neuron's weights read in token space, with no data.")
-spec, model, result = model_and_decoding()
+wb = workbench()
+result = decoding()
 st.markdown(f"{result.metrics['n_neurons']:,} neurons, sides {', '.join(result.metrics['sides'])}, "
-            f"top-k {result.config['top_k']}, norm weights folded: {result.config['fold_norm']}. "
+            f"top-k {result.config.top_k}, norm weights folded: {result.config.fold_norm}. "
             f"Run `{result.run_id}`.")
 st.plotly_chart(layer_norms_heatmap(result), width="stretch")
 
-neurons = result.table("neurons")
-layer = st.slider("Layer", 0, model.n_layers - 1, model.n_layers - 1)
-view = neurons[neurons.layer == layer].sort_values("out_norm", ascending=False)
+n_layers = wb.info()["n_layers"]
+layer = st.slider("Layer", 0, n_layers - 1, n_layers - 1)
 st.markdown("Neurons of this layer by output-weight norm, with their top decoded tokens "
             "(open one in the neuron explorer with `?neuron=L.N`).")
-st.dataframe(view, hide_index=True, width="stretch", height=400)
+st.dataframe(call("layer_neurons", layer), hide_index=True, width="stretch", height=400)

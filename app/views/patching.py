@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import streamlit as st
-from components import neuron_link
-from state import get_result, page_model, show_error
+from components import job_panel, neuron_link, start_job
+from state import show_error, workbench
 
-import interp
-from interp.analyses.faithfulness import compare
-from interp.analyses.patching import COMPONENTS, METHODS
-from interp.storage import list_runs
 from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, mean_scores
+from interp.workbench import COMPONENTS, METHODS
 
 st.title("Patching")
 st.caption("RelP: Faithful and Efficient Circuit Discovery via Relevance Patching (Jafari et al., 2025) · "
            "activation patching is the ground truth; attribution patching and RelP approximate it "
            "with one backward pass.")
-spec, model = page_model()
-
-
-def dataset_key(cfg: dict) -> str:
-    keys = ("dataset", "n", "seed", "metric", "direction", "neuron_pos")
-    return json.dumps({k: cfg.get(k) for k in keys})
-
+wb = workbench()
+n_layers = wb.info()["n_layers"]
 
 with st.expander("Run patching on this model", expanded=False):
     with st.form("patch"):
@@ -35,30 +26,20 @@ with st.expander("Run patching on this model", expanded=False):
         n = c[2].number_input("Pairs", 1, 256, 8)
         comps = c[3].multiselect("Components", list(COMPONENTS), ["resid", "attn_out", "mlp_out", "heads"])
         if st.form_submit_button("Run") and comps:
-            try:
-                with st.spinner(f"{method} patching…"):
-                    interp.run("patching", model, method=method, dataset=dataset, n=int(n), components=comps)
-            except Exception as exc:
-                show_error(exc)
+            start_job("patch-job", "patching", method=method, dataset=dataset, n=int(n), components=comps)
+    job_panel("patch-job")
 
-runs = list_runs("patching")
-runs = runs[runs.weights_hash == model.weights_hash] if len(runs) else runs
-if not len(runs):
-    st.info(f"No patching runs of `{spec}` yet. Run one above, or `interp patch --method relp` "
+groups = wb.patching_groups()
+if not groups:
+    st.info(f"No patching runs of `{wb.spec}` yet. Run one above, or `interp patch --method relp` "
             "(`make run` copies the precomputed IOI runs of the embedded model).")
     st.stop()
 
-runs = runs.assign(key=runs.config.map(lambda c: dataset_key(json.loads(c))),
-                   method=runs.metrics.map(lambda m: json.loads(m)["method"]))
-keys = list(dict.fromkeys(runs.key))
-key = st.selectbox("Dataset and metric", keys, format_func=lambda k: ", ".join(f"{a}={b}" for a, b in
-                                                                             json.loads(k).items()))
-chosen = runs[runs.key == key]
-components_of = chosen.config.map(lambda c: json.loads(c)["components"])
-main = chosen[components_of.map(lambda c: c != ["neurons"])]
-newest = (main if len(main) else chosen).drop_duplicates("method")  # the newest run per method
-results = {r.method: get_result(r.path) for r in newest.itertuples()}
-methods = [m for m in METHODS if m in results]
+key = st.selectbox("Dataset and metric", list(groups), format_func=lambda k: ", ".join(
+    f"{a}={b}" for a, b in json.loads(k).items()))
+comparison = wb.patching_comparison(key)
+results = {m: wb.result(p) for m, p in comparison["paths"].items()}
+methods = comparison["methods"]
 st.caption(" · ".join(f"**{m}**: {results[m].metrics['seconds']:.1f} s ({results[m].run_id})" for m in methods))
 
 present = [c for c in TITLES if any(c in set(r.table("scores").component) for r in results.values())]
@@ -72,47 +53,35 @@ if component != "neurons":
     for col, m in zip(cols, have):
         col.plotly_chart(heatmap(results[m], component, zmax=zmax), width="stretch", key=f"hm-{m}")
 
-if "activation" in results:
+if comparison["faithfulness"] is not None:
     st.subheader("Faithfulness to activation patching")
+    table = comparison["faithfulness"]
+    st.dataframe(table[["component", "method", "pearson", "spearman", "pearson_mean", "top_k_overlap", "n"]],
+                 hide_index=True)
     others = [m for m in methods if m != "activation"]
-    try:
-        table = pd.concat([compare(results["activation"], results[m]).assign(method=m) for m in others])
-        st.dataframe(table[["component", "method", "pearson", "spearman", "pearson_mean", "top_k_overlap", "n"]],
-                     hide_index=True)
-        cols = st.columns(max(1, len(others)))
-        for col, m in zip(cols, others):
-            if component in set(results[m].table("scores").component) & set(results["activation"].table(
-                    "scores").component):
+    cols = st.columns(max(1, len(others)))
+    for col, m in zip(cols, others):
+        both = set(results[m].table("scores").component) & set(results["activation"].table("scores").component)
+        if component in both:
+            try:
                 col.plotly_chart(faithfulness_scatter(results["activation"], results[m], component),
                                  width="stretch", key=f"sc-{m}")
-    except Exception as exc:
-        show_error(exc)
+            except Exception as exc:
+                show_error(exc)
 else:
     st.info("Run activation patching on the same dataset to see faithfulness scatter plots.")
 
 st.subheader("Top neurons of an MLP layer")
-layer = st.selectbox("MLP layer", list(range(model.n_layers)), index=model.n_layers - 1)
-neurons = None
-for r in chosen[components_of.map(lambda c: "neurons" in c)].itertuples():
-    df = get_result(r.path).table("scores")
-    df = df[(df.component == "neurons") & (df.layer == layer)]
-    if len(df):
-        neurons, source = df, r.method
-        break
-if neurons is None:
-    cfg = json.loads(chosen.config.iloc[0])
+layer = st.selectbox("MLP layer", list(range(n_layers)), index=n_layers - 1)
+scored = wb.layer_neuron_scores(key, layer)
+if scored is None:
+    cfg = json.loads(key)
     if st.button(f"Score layer {layer}'s neurons with RelP (one backward pass)"):
-        try:
-            with st.spinner("RelP on neurons…"):
-                interp.run("patching", model, method="relp", components=["neurons"], layers=[layer],
-                                    **{k: cfg[k] for k in ("dataset", "n", "seed", "metric", "direction",
-                                                           "neuron_pos")})
-            st.rerun()
-        except Exception as exc:
-            show_error(exc)
+        start_job("neurons-job", "patching", method="relp", components=["neurons"], layers=[layer],
+                  **{k: cfg[k] for k in cfg})
+    job_panel("neurons-job")
 else:
-    top = neurons.groupby("unit").score.mean().rename("mean score").to_frame()
-    top = top.reindex(top["mean score"].abs().sort_values(ascending=False).index).head(10).reset_index()
+    source, top = scored
     st.caption(f"by mean {source} score over pairs, at position {json.loads(key)['neuron_pos']}")
     for row in top.itertuples():
-        st.markdown(f"- neuron {neuron_link(layer, int(row.unit))}: {row[2]:+.4f}")
+        st.markdown(f"- neuron {neuron_link(layer, int(row.unit))}: {row.mean_score:+.4f}")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from state import get_result, model_spec, show_error
+from state import model_spec, show_error, workbench
 
-from interp.analyses.base import get_analysis
-from interp.storage import list_runs, runs_root
+from interp.viz import figures
 
+wb = workbench()
+runs = wb.runs()
 st.title("interp: MLP-neuron workbench")
-st.caption(f"Model: `{model_spec()}` · runs from `{runs_root().resolve()}`")
+st.caption(f"Model: `{model_spec()}` · runs from the store ($INTERP_RUNS)")
 
-runs = list_runs()
 if runs.empty:
     st.info("No stored runs yet. `make run` builds the LM-head decoding; `interp --help` lists the analyses.")
     st.stop()
@@ -27,7 +27,7 @@ labels = {r.path: f"{r.analysis} · {r.run_id}" for r in shown.itertuples()}
 choice = st.selectbox("Open a run", shown.path.tolist(), format_func=labels.get)
 if choice:
     try:
-        result = get_result(choice)
+        result = wb.result(choice)
         st.subheader(f"{result.analysis} · {result.run_id}")
         for note in result.notes:
             st.warning(note)
@@ -35,10 +35,8 @@ if choice:
         cols[0].markdown("**Metrics**")
         cols[0].json(json.loads(json.dumps(result.metrics, default=str)), expanded=False)
         cols[1].markdown("**Config and provenance**")
-        cols[1].json({"config": result.config, "provenance": result.provenance}, expanded=False)
-        figures = get_analysis(result.analysis).figures
-        if figures:
-            for name, fig in figures(result).items():
-                st.plotly_chart(fig, width="stretch", key=f"fig-{name}")
+        cols[1].json({"config": result.config.to_dict(), "provenance": result.provenance}, expanded=False)
+        for name, fig in figures(result).items():
+            st.plotly_chart(fig, width="stretch", key=f"fig-{name}")
     except Exception as exc:  # a run from an older format, a missing file
         show_error(exc)

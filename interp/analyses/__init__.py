@@ -1,17 +1,15 @@
-"""Analyses: each module registers ``run(model, Config) -> Result`` under its name."""
+"""Analyses, one folder per technique; each module registers ``run(model, Config) -> Result``.
 
-from interp.analyses import (  # noqa: F401
-    anti_overconfidence,
-    bigram_subnetworks,
-    causal_tracing,
-    clamping,
-    factual_recall,
-    lm_head_decoding,
-    neuron_atlas,
-    patching,
-    top_neurons,
-    unlearning,
-)
-from interp.analyses.base import REGISTRY, Config, Result, get_analysis, register, run
+- ``neurons/``: top neurons (DLA), LM-head decoding, clamping and the concept experiment,
+  the neuron atlas, neuron ranges;
+- ``patching/``: the patching engine (activation, attribution, RelP), faithfulness,
+  causal tracing;
+- ``facts/``: factual-recall decomposition, the suppression fix, unlearning;
+- ``subnetworks/``: bigram subnetworks.
+"""
 
-__all__ = ["REGISTRY", "Config", "Result", "get_analysis", "register", "run"]
+from interp.analyses.base import REGISTRY, cached_run, discover, get_analysis, register, run
+
+discover()
+
+__all__ = ["REGISTRY", "cached_run", "discover", "get_analysis", "register", "run"]

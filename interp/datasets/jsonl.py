@@ -1,13 +1,15 @@
-"""JSONL loading with schema validation.
+"""JSONL loading with schema validation; the schema is the record's dataclass.
 
-A schema maps field names to types. Every record must be a JSON object with each
-field present and of that type (strings must be non-empty); extra fields are kept.
-A bad line raises ``InterpError`` naming the file, the line number and the field.
+Every record must be a JSON object with each field of the dataclass present and of
+its type (strings must be non-empty); extra fields are kept. A bad line raises
+``InterpError`` naming the file, the line number and the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 from interp.errors import InterpError
@@ -15,7 +17,15 @@ from interp.errors import InterpError
 Schema = dict[str, type]
 
 
-def read_jsonl(path: str | Path, schema: Schema, what: str = "record") -> list[dict]:
+def schema_of(record_type) -> Schema:
+    """Field name -> type of a dataclass (the one declaration of a JSONL schema)."""
+    hints = typing.get_type_hints(record_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(record_type)}
+
+
+def read_jsonl(path: str | Path, record_type, what: str = "record") -> list[dict]:
+    """The records of ``path``, each checked against the dataclass ``record_type``."""
+    schema = schema_of(record_type)
     path = Path(path)
     if not path.is_file():
         raise InterpError(f"{what} file {str(path)!r} does not exist")

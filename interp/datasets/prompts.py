@@ -12,37 +12,49 @@ Built-in sets are named ``builtin:NAME`` and live in ``data/``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from interp.datasets.jsonl import read_jsonl
 from interp.errors import InterpError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-FACT_SCHEMA = {"prompt": str, "subject": str, "answer": str, "relation": str}
-PAIR_SCHEMA = {"clean": str, "corrupt": str, "answer": str, "wrong": str}
+
+
+class Record:
+    """A JSONL record type: its dataclass fields are the schema (``interp.datasets.jsonl``)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: dict):
+        """The record's own fields (extra JSONL fields are ignored)."""
+        return cls(**{f.name: rec[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
-class Fact:
+class Fact(Record):
     prompt: str
     subject: str
     answer: str
     relation: str
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Pair:
+class Pair(Record):
     clean: str
     corrupt: str
     answer: str
     wrong: str
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class SemEvalItem(Record):
+    """A SemEval-2025 Task 4 record (its ``id``, ``task`` and ``split`` fields are optional here)."""
+
+    input: str
+    output: str
 
 
 def resolve(source: str | Path, folder: str) -> Path:
@@ -61,17 +73,17 @@ def resolve(source: str | Path, folder: str) -> Path:
 def load_facts(source: str | Path) -> list[Fact]:
     path = resolve(source, "facts")
     facts = []
-    for number, rec in enumerate(read_jsonl(path, FACT_SCHEMA, "fact"), start=1):
+    for number, rec in enumerate(read_jsonl(path, Fact, "fact"), start=1):
         if rec["subject"] not in rec["prompt"]:
             raise InterpError(f"{path}: fact {number}: subject {rec['subject']!r} "
                               f"is not in the prompt {rec['prompt']!r}")
-        facts.append(Fact(**{k: rec[k] for k in FACT_SCHEMA}))
+        facts.append(Fact.from_record(rec))
     return facts
 
 
 def load_pairs(source: str | Path) -> list[Pair]:
     path = resolve(source, "pairs")
-    return [Pair(**{k: rec[k] for k in PAIR_SCHEMA}) for rec in read_jsonl(path, PAIR_SCHEMA, "pair")]
+    return [Pair.from_record(rec) for rec in read_jsonl(path, Pair, "pair")]
 
 
 def subject_positions(model, prompt: str, subject: str, prepend_bos: bool | None = None) -> list[int]:

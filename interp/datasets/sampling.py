@@ -8,30 +8,29 @@ as JSONL under ``$INTERP_HOME/corpora`` so every analysis sees the same text.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import torch
-from tqdm.auto import tqdm
 
-from interp.generation import generate
-from interp.models.loading import interp_home
+from interp.models.generation import generate
+from interp.paths import interp_home
+from interp.progress import bar
+from interp.storage.cache import Entry
 
 OPENINGS = ["The", "In", "A", "Once", "It", "When", "This", "One", "I", "We", "There", "After"]
 DOC_TOKENS = 128
 
 
 def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> list[str]:
-    path = interp_home() / "corpora" / f"sampled-{model.weights_hash}-{n_tokens}-seed{seed}.jsonl"
-    if path.is_file():
-        try:
-            return [json.loads(line)["text"] for line in path.read_text().splitlines() if line]
-        except (json.JSONDecodeError, KeyError):
-            path.unlink()  # a corrupt cache: resample
+    entry = Entry(interp_home(), "corpora", f"sampled-{model.weights_hash}",
+                  key={"n_tokens": n_tokens, "seed": seed, "doc_tokens": DOC_TOKENS, "openings": OPENINGS})
+    cached = entry.read(lambda p: [json.loads(line)["text"] for line in
+                                   (p / "texts.jsonl").read_text().splitlines() if line])
+    if cached is not None:  # a corrupt cache is dropped and resampled
+        return cached
     texts: list[str] = []
     written = 0
     generator = torch.Generator().manual_seed(seed)
-    with tqdm(total=n_tokens, desc="sampling corpus from the model", unit="tok", leave=False) as bar:
+    with bar(total=n_tokens, desc="sampling corpus from the model", unit="tok", leave=False) as progress:
         while written < n_tokens:
             starts = [OPENINGS[(len(texts) + i) % len(OPENINGS)] for i in range(batch_size)]
             # one token per opening, so every row has the same length (no padding)
@@ -42,9 +41,7 @@ def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> 
             for row in out:
                 texts.append(model.tokenizer.decode(row.tolist(), skip_special_tokens=True))
             written += out.numel()
-            bar.update(out.numel())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
-    os.replace(f.name, path)
+            progress.update(out.numel())
+    with entry.write() as tmp:
+        (tmp / "texts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return texts

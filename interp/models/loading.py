@@ -24,9 +24,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -34,6 +31,8 @@ import torch
 from interp.errors import InterpError
 from interp.models.model import Model, hash_weights
 from interp.models.tiny import build_tiny
+from interp.paths import interp_home
+from interp.storage.cache import Entry, atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HF_NAME = {EMBEDDED: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16}
-
-
-def interp_home() -> Path:
-    """``$INTERP_HOME`` (default ``~/.cache/interp``): model caches and sampled corpora."""
-    return Path(os.environ.get("INTERP_HOME", Path.home() / ".cache" / "interp")).expanduser()
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -104,29 +98,17 @@ def save_edit(model, directory: Path, names: list[str], base_hash: str, note: st
     """Store ``model``'s current values of the HF-named parameters ``names`` with a pointer to
     its base spec and the base weights' hash (taken before editing): the directory is a model
     spec (``load_model(directory)``)."""
-    import json
-    import shutil
-    import tempfile
-
     from safetensors.torch import save_file
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
-    try:  # written aside and renamed into place: an interrupted save leaves no half-written spec
+    with atomic_dir(directory) as tmp:  # an interrupted save leaves no half-written spec
         params = model.hf_params
         save_file({n: params[n].detach().cpu().contiguous() for n in names}, tmp / "edits.safetensors")
         (tmp / EDIT_FILE).write_text(json.dumps({"base": model.spec, "base_weights_hash": base_hash,
                                                  "params": names, "note": note}, indent=1))
-        tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
 def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> Model:
-    import json
-
     from safetensors.torch import load_file
 
     meta = json.loads((directory / EDIT_FILE).read_text())
@@ -168,35 +150,38 @@ def gguf_path() -> Path:
     return path
 
 
+CACHE_VERSION = 1  # bump when the cache layout or the dequantization changes
+
+
+def _embedded_entry() -> Entry:
+    return Entry(interp_home(), "models", EMBEDDED, key={"gguf": GGUF_FILE}, version=CACHE_VERSION)
+
+
 def embedded_cache_dir() -> Path:
-    return interp_home() / "models" / EMBEDDED
+    return _embedded_entry().path
+
+
+def _read_cache(cache: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a sub-second load needs no bar
+    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True,
+                                                 attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(cache)
+    meta = json.loads((cache / "interp.json").read_text())
+    if not {"source", "weights_hash"} <= set(meta):
+        raise ValueError("interp.json is incomplete")
+    return model, tokenizer, meta
 
 
 def _load_embedded():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache = embedded_cache_dir()
-    if (cache / "model.safetensors").is_file():
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a sub-second load needs no bar
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                cache, dtype=torch.float32, use_safetensors=True, attn_implementation="eager"
-            )
-            tokenizer = AutoTokenizer.from_pretrained(cache)
-            meta = json.loads((cache / "interp.json").read_text())
-            if not {"source", "weights_hash"} <= set(meta):
-                raise ValueError("interp.json is incomplete")
-            return model, tokenizer, meta
-        except Exception as exc:  # a corrupt or partial cache: rebuild it
-            warnings.warn(f"model cache {cache} is unreadable ({type(exc).__name__}); rebuilding it from the GGUF",
-                          stacklevel=3)
-            shutil.rmtree(cache, ignore_errors=True)
-    return _build_embedded_cache(cache)
+    entry = _embedded_entry()
+    cached = entry.read(_read_cache)  # a corrupt or partial cache is dropped and rebuilt
+    return cached if cached is not None else _build_embedded_cache(entry)
 
 
-def _build_embedded_cache(cache: Path):
+def _build_embedded_cache(entry: Entry):
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -208,9 +193,7 @@ def _build_embedded_cache(cache: Path):
     )
     # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
     # and drop quantization_config so the cache loads as a plain float model.
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
-    try:
+    with entry.write() as tmp:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         if model.config.tie_word_embeddings:
             state.pop("lm_head.weight", None)
@@ -222,10 +205,6 @@ def _build_embedded_cache(cache: Path):
         meta = {"source": f"gguf:{gguf.name}:sha256={_sha256(gguf)[:16]}",
                 "weights_hash": hash_weights(model.state_dict())}
         (tmp / "interp.json").write_text(json.dumps(meta))
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     model.config.quantization_config = None
     return model, tokenizer, meta
 

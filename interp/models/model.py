@@ -25,7 +25,7 @@ from torch import Tensor
 
 from interp.errors import InterpError, check_range
 from interp.models.weights import NeuronWeights
-from interp.tracing.names import NeuronId
+from interp.names import NeuronId
 from interp.types import Logits, Tokens
 
 

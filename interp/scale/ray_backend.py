@@ -16,6 +16,9 @@ import os
 import torch
 
 from interp.errors import InterpError
+from interp.models import load_model
+from interp.tracing.reducers import AtlasReducer
+from interp.tracing.stream import stream_batches
 
 
 def _ray():
@@ -26,9 +29,9 @@ def _ray():
     return ray
 
 
-def run_sharded(model, tokens: torch.Tensor, layers: list[int], config, n_batches: int, workers: int):
-    from interp.tracing.reducers import AtlasReducer
-
+def run_sharded(model, tokens: torch.Tensor, layers: list[int], batch_size: int, k: int, n_batches: int,
+                workers: int) -> AtlasReducer:
+    """Stream batches ``0..n_batches-1`` over ``workers`` actors and merge their reducers exactly."""
     ray = _ray()
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
@@ -42,13 +45,15 @@ def run_sharded(model, tokens: torch.Tensor, layers: list[int], config, n_batche
     dtype = str(model.dtype).removeprefix("torch.")
     actors = [AtlasWorker.remote(model.spec, dtype, os.environ.get("INTERP_HOME")) for _ in range(workers)]
     tokens_ref = ray.put(tokens)
-    futures = [a.run.remote(tokens_ref, layers, config, list(range(i, n_batches, workers)))
-               for i, a in enumerate(actors)]
-    merged = AtlasReducer(len(layers), model.d_mlp, config.k)
-    for state in ray.get(futures):
-        merged.merge(AtlasReducer.from_state(state))
-    for a in actors:
-        ray.kill(a)
+    try:
+        futures = [a.run.remote(tokens_ref, layers, batch_size, k, list(range(i, n_batches, workers)))
+                   for i, a in enumerate(actors)]
+        merged = AtlasReducer(len(layers), model.d_mlp, k)
+        for state in ray.get(futures):
+            merged.merge(AtlasReducer.from_state(state))
+    finally:
+        for a in actors:
+            ray.kill(a)
     return merged
 
 
@@ -62,14 +67,9 @@ class _AtlasWorker:
         if home:
             os.environ["INTERP_HOME"] = home
         torch.set_num_threads(1)
-        from interp.models import load_model
-
         self.model = load_model(spec, dtype=dtype)
 
-    def run(self, tokens, layers, config, batch_ids):
-        from interp.analyses.neuron_atlas import reduce_batches
-        from interp.tracing.reducers import AtlasReducer
-
-        reducer = AtlasReducer(len(layers), self.model.d_mlp, config.k)
-        reduce_batches(self.model, tokens, layers, config, batch_ids, reducer, desc="atlas shard")
+    def run(self, tokens, layers, batch_size: int, k: int, batch_ids):
+        reducer = AtlasReducer(len(layers), self.model.d_mlp, k)
+        stream_batches(self.model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard")
         return reducer.state()

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterpError
+from interp.paths import runs_root
+from interp.result import Result, config_from
+from interp.storage.cache import atomic_dir
 
 FORMAT = 1
 
 
-def runs_root() -> Path:
-    return Path(os.environ.get("INTERP_RUNS", "runs")).expanduser()
-
-
-def save_result(result, directory: str | Path | None = None) -> Path:
+def save_result(result: Result, directory: str | Path | None = None) -> Path:
+    """Write ``result`` under ``$INTERP_RUNS/<analysis>/<run_id>`` (or ``directory``), atomically."""
     target = Path(directory) if directory else runs_root() / result.analysis / result.run_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         (tmp / "tables").mkdir()
         for name, df in result.tables.items():
             df.to_parquet(tmp / "tables" / f"{name}.parquet")
@@ -35,7 +30,7 @@ def save_result(result, directory: str | Path | None = None) -> Path:
             "format": FORMAT,
             "analysis": result.analysis,
             "run_id": result.run_id,
-            "config": result.config,
+            "config": result.config.to_dict(),
             "provenance": result.provenance,
             "metrics": result.metrics,
             "notes": result.notes,
@@ -43,16 +38,6 @@ def save_result(result, directory: str | Path | None = None) -> Path:
             "tensors": sorted(result.tensors),
         }
         (tmp / "result.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        if target.exists():
-            old = target.with_name(f".old-{target.name}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     result.path = target
     return target
 
@@ -65,9 +50,8 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in result.json")
 
 
-def load_result(directory: str | Path):
-    from interp.analyses.base import Result
-
+def load_result(directory: str | Path) -> Result:
+    """The stored Result in ``directory``, with its typed config; tables load on first use."""
     directory = Path(directory)
     meta_path = directory / "result.json"
     if not meta_path.is_file():
@@ -77,7 +61,7 @@ def load_result(directory: str | Path):
     tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
     return Result(
         analysis=meta["analysis"],
-        config=meta["config"],
+        config=config_from(meta["analysis"], meta["config"]),
         provenance=meta["provenance"],
         tables=tables,
         tensors=tensors,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.storage.results import runs_root
+from interp.paths import runs_root
 
 COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
+EXTRA = ["config", "analysis_version", "mtime"]
 
 
 def _index(root: Path) -> pd.DataFrame:
@@ -33,8 +35,10 @@ def _index(root: Path) -> pd.DataFrame:
             "path": str(meta_path.parent),
             "metrics": json.dumps(meta.get("metrics", {})),
             "config": json.dumps(meta.get("config", {}), sort_keys=True),
+            "analysis_version": int(prov.get("analysis_version") or 1),  # runs from before VERSION: 1
+            "mtime": meta_path.stat().st_mtime,
         })
-    return pd.DataFrame(rows, columns=[*COLUMNS, "config"])
+    return pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA])
 
 
 def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd.DataFrame:
@@ -44,19 +48,31 @@ def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd
     return duckdb.connect().execute(query, [analysis] if analysis else []).df() if len(runs) else runs
 
 
-def find_runs(analysis: str, config: dict, weights_hash: str, root: str | Path | None = None,
-              ignore: tuple[str, ...] = ()) -> list[str]:
-    """Paths of stored runs of ``analysis`` with this config (fields in ``ignore`` aside) and weights."""
+def find_runs(analysis: str, config, weights_hash: str, root: str | Path | None = None) -> list[str]:
+    """Paths of stored runs of ``analysis`` with the same identity as ``config`` (its fields
+    less ``NOT_IDENTITY``, and its ``VERSION``) on these weights, newest first."""
     runs = list_runs(analysis, root)
     if not len(runs):
         return []
+    want = json.dumps(config.identity(), sort_keys=True)
 
-    def key(cfg: dict) -> str:
-        return json.dumps({k: v for k, v in cfg.items() if k not in ignore}, sort_keys=True)
+    def identity(cfg: str, version: int) -> str:
+        stored = {k: v for k, v in json.loads(cfg).items() if k not in config.NOT_IDENTITY}
+        return json.dumps({**stored, "version": int(version)}, sort_keys=True)
 
-    want = key(config)
-    same = runs.config.map(lambda c: key(json.loads(c)) == want)
-    return list(runs[same & (runs.weights_hash == weights_hash)].path)
+    same = [identity(c, v) == want for c, v in zip(runs.config, runs.analysis_version)]
+    return list(runs[pd.Series(same, index=runs.index) & (runs.weights_hash == weights_hash)].path)
+
+
+def newest_run(analysis: str, weights_hash: str | None = None, where=None,
+               root: str | Path | None = None) -> str | None:
+    """The path of the newest stored run of ``analysis`` (on these weights; passing ``where(config_dict)``)."""
+    runs = list_runs(analysis, root)
+    if len(runs) and weights_hash is not None:
+        runs = runs[runs.weights_hash == weights_hash]
+    if len(runs) and where is not None:
+        runs = runs[[bool(where(json.loads(c))) for c in runs.config]]
+    return str(runs.path.iloc[0]) if len(runs) else None
 
 
 def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
@@ -65,7 +81,6 @@ def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
     ``SELECT * FROM table('lm_head_decoding', 'decoded') WHERE token = ' Paris'``."""
     root = Path(root) if root else runs_root()
     runs = _index(root)  # noqa: F841  (DuckDB reads the local DataFrame by name)
-    import re
 
     def expand(m: re.Match) -> str:
         pattern = root / m.group(1) / "*" / "tables" / f"{m.group(2)}.parquet"

@@ -7,6 +7,8 @@ import html
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 
 def histogram(result, layer: int, neuron: int) -> go.Figure:
     """The neuron's activation histogram over the atlas corpus (signed-log bins)."""
@@ -55,3 +57,8 @@ def scale_of(contexts: list[dict]) -> float:
     values = [abs(a) for c in contexts for a in c["acts"]]
     return max(values) if values else 1.0
 
+
+
+@figures_for("neuron_atlas")
+def atlas_figures(result) -> dict:
+    return {"density": density_scatter(result)}

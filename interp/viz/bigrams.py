@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 
 def layout_heatmap(result) -> go.Figure:
     """Share of each matrix's weights kept, per layer."""
@@ -36,5 +38,6 @@ def geometry_lines(result) -> go.Figure:
     return fig
 
 
+@figures_for("bigram_subnetworks")
 def bigram_figures(result) -> dict:
     return {"layout": layout_heatmap(result), "scores": score_bars(result), "geometry": geometry_lines(result)}

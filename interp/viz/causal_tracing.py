@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 KIND_TITLES = {"resid": "residual stream", "mlp": "MLP output (window)", "attn": "attention output (window)"}
 ROLE_ORDER = ["before", "subject", "last subject", "after subject", "last"]
 
@@ -32,6 +34,7 @@ def trace_heatmap(result, kind: str, fact: int | None = None) -> go.Figure:
     return fig
 
 
+@figures_for("causal_tracing")
 def trace_heatmaps(result, fact: int | None = None) -> dict:
     kinds = result.table("effects").kind.unique()
     return {KIND_TITLES[k]: trace_heatmap(result, k, fact) for k in KIND_TITLES if k in kinds}

@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 SIDE_TITLES = {
     "out+": "promoted (output side, W_out·W_U)",
     "out-": "suppressed (output side)",
@@ -57,3 +59,13 @@ def clamp_bars(result) -> go.Figure:
                  facet_col="target", log_x=True, color_discrete_map={"before": "#a0aec0", "clamped": "#2b6cb0"})
     fig.update_layout(height=60 * probs.prompt.nunique() + 120, title="Target probability before and after clamping")
     return fig
+
+
+@figures_for("lm_head_decoding")
+def decoding_figures(result) -> dict:
+    return {"weight norms": layer_norms_heatmap(result)}
+
+
+@figures_for("clamp", "concept")
+def clamp_figures(result) -> dict:
+    return {"target probability": clamp_bars(result)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 
 def dla_by_layer(result, fact: int | None = None, relative: bool = False) -> go.Figure:
     """Each attention and MLP layer's direct effect on the answer (mean over facts, or one fact)."""
@@ -56,6 +58,7 @@ def suppression_hist(result) -> go.Figure:
     return fig
 
 
+@figures_for("factual_recall")
 def factual_figures(result) -> dict:
     return {"DLA by layer": dla_by_layer(result), "argument-passing heads": name_mover_scatter(result),
             "top neurons": top_neurons_bar(result), "final-layer suppression": suppression_hist(result)}

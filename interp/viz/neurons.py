@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.viz import figures_for
+
 
 def top_neurons_bar(result) -> go.Figure:
     top = result.table("top").copy()
@@ -24,3 +26,8 @@ def layer_totals_bar(result) -> go.Figure:
     fig = px.bar(layers, x="layer", y="dla", labels={"dla": "sum of neuron DLA"})
     fig.update_layout(title="Direct effect of each MLP layer's neurons", height=320)
     return fig
+
+
+@figures_for("top_neurons")
+def top_neurons_figures(result) -> dict:
+    return {"top neurons": top_neurons_bar(result), "by layer": layer_totals_bar(result)}

@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from interp.analyses.patching import POSITIONAL
+from interp.analyses.patching.engine import POSITIONAL
+from interp.viz import figures_for
 
 TITLES = {"resid": "residual stream", "attn_out": "attention output", "mlp_out": "MLP output",
           "heads": "attention heads", "neurons": "MLP neurons"}
@@ -46,6 +47,7 @@ def heatmap(result, component: str, zmax: float | None = None) -> go.Figure:
     return fig
 
 
+@figures_for("patching")
 def heatmaps(result) -> dict[str, go.Figure]:
     present = result.table("scores").component.unique()
     return {TITLES[c]: heatmap(result, c) for c in TITLES if c in present and c != "neurons"}
@@ -53,7 +55,7 @@ def heatmaps(result) -> dict[str, go.Figure]:
 
 def faithfulness_scatter(result_a, result_b, component: str) -> go.Figure:
     """Each (pair, layer, unit) score of ``b`` against ``a`` (the ground truth)."""
-    from interp.analyses.faithfulness import joined
+    from interp.analyses.patching.faithfulness import joined
 
     df = joined(result_a, result_b)
     df = df[df.component == component]

@@ -86,7 +86,7 @@ def browser_page(url: str, path: str, shot: str):
 
 
 def test_neuron_explorer_token_search(dashboard):
-    from interp.analyses.lm_head_decoding import neurons_for
+    from interp.analyses.neurons.decoding import neurons_for
     from interp.models import load_model
 
     url, decoding = dashboard
@@ -117,3 +117,23 @@ def test_analysis_pages_render_on_the_committed_results(dashboard, path, expecte
         page.wait_for_timeout(3000)  # let the plots draw
         text = page.inner_text("body")
     assert expected in text and "Traceback" not in text
+
+
+def test_a_long_job_shows_progress_and_cancels(dashboard):
+    """Causal tracing starts as a background job: the page shows its progress bar while the
+    job runs, and Cancel stops it without storing a Result."""
+    url, _ = dashboard
+    runs = ROOT / "runs" / "causal_tracing"
+    before = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    with browser_page(url, "causal_tracing", "job_progress.png") as page:
+        page.get_by_text("Trace facts").first.wait_for(timeout=240_000)
+        page.get_by_text("Trace facts").first.click()
+        page.get_by_label("Facts to trace").fill("20")
+        page.get_by_role("button", name="Trace").click()
+        page.get_by_text("causal tracing:", exact=False).first.wait_for(timeout=120_000)  # the bar's own text
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(ROOT / "runs" / "screenshots" / "job_running.png"), full_page=True)
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("was cancelled; nothing was stored").wait_for(timeout=120_000)
+    after = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    assert after == before  # nothing half-written, nothing stored

@@ -15,6 +15,16 @@ PAGES = ["views/runs.py", "views/neuron_explorer.py", "views/lm_head_decoding.py
          "views/patching.py", "views/factual_recall.py", "views/causal_tracing.py", "views/bigram_subnetwork.py"]
 
 
+def finish_jobs(app):
+    """Wait for the dashboard's background jobs, then rerun the page (the job panel shows how they ended)."""
+    import state  # the app's own module, imported by AppTest in this process
+
+    for job in list(state._workbench("tiny-llama").jobs.jobs.values()):
+        job.wait(120)
+    app.run()
+    return app
+
+
 @pytest.fixture
 def app(monkeypatch, tmp_path):
     monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
@@ -96,7 +106,8 @@ def test_patching_page_compares_methods_and_lists_neurons(app, tmp_path):
     assert any("Faithfulness" in s.value for s in app.subheader)
     shown = app.dataframe[0].value
     assert set(shown.method) == {"attribution", "relp"} and set(shown.component) == {"resid", "mlp_out", "heads"}
-    app.button[-1].click().run()  # score the last layer's neurons with RelP
+    app.button[-1].click().run()  # score the last layer's neurons with RelP (a background job)
+    finish_jobs(app)
     assert not app.exception and not app.error
     assert any("neuron_explorer?neuron=1." in m.value for m in app.markdown)
 
@@ -105,6 +116,7 @@ def test_patching_page_reports_bad_dataset(app):
     app.switch_page("views/patching.py").run()
     assert any("No patching runs" in i.value for i in app.info)
     app.button[0].click().run()  # the form's Run: ioi is not possible with a byte tokenizer
+    finish_jobs(app)
     assert any("too few IOI words" in e.value for e in app.error)
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 
 import interp
-from interp.analyses.clamping import NEUTRAL_PROMPTS, concept_experiment
+from interp.analyses.neurons.clamping import NEUTRAL_PROMPTS, ConceptConfig, concept_experiment
 
 pytestmark = pytest.mark.embedded
 
 
 def test_clamping_the_top_paris_neuron_raises_p_paris(smol):
     decoding = interp.run("lm_head_decoding", smol, layers=(29,), sides=("out",), save=False)
-    result = concept_experiment(smol, decoding, " Paris", multiple=2.0, n_generate=0)
+    result = concept_experiment(smol, decoding, ConceptConfig(concept=" Paris", multiple=2.0, generate=0))
     assert result.metrics["neuron"] == "29.645"
     # measured: mean P(" Paris") over the six neutral prompts 7.2e-5 -> 1.2e-4
     assert result.metrics["mean_p_after"] > result.metrics["mean_p_before"]

@@ -91,3 +91,44 @@ def test_decode_neurons_for_and_clamp(capsys, monkeypatch):
                            "-g", "3", "--json")
     data = json.loads(out)
     assert code == 0 and len(data["generations"]) == 1 and len(data["probs"]) == 1
+
+
+def test_options_are_generated_from_the_configs():
+    """Every Config field is an option of its command, with the Config's default and help."""
+    import dataclasses
+
+    import typer.main
+
+    from interp.analyses.base import get_analysis
+    from interp.commands.common import app
+
+    commands = {"top-neurons": "top_neurons", "decode": "lm_head_decoding", "clamp": "clamp", "concept": "concept",
+                "atlas": "neuron_atlas", "patch": "patching", "factual": "factual_recall",
+                "factual-fix": "factual_fix", "trace": "causal_tracing", "unlearn": "unlearning",
+                "bigram": "bigram_subnetworks"}
+    group = typer.main.get_command(app)
+    for command, analysis in commands.items():
+        params = {p.name: p for p in group.commands[command].params}
+        for f in dataclasses.fields(get_analysis(analysis).config):
+            assert f.name in params, (command, f.name)
+            default = params[f.name].default
+            if isinstance(f.default, tuple):
+                default = tuple(default) if isinstance(default, list) else tuple(
+                    int(x) for x in default.split(",") if x)
+            assert default == f.default, (command, f.name, default, f.default)
+            assert params[f.name].help == f.metadata["help"] or params[f.name].help.startswith(f.metadata["help"])
+
+
+def test_generic_run_takes_config_fields(capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, monkeypatch, "run", "top_neurons", "-m", "tiny-gpt2", "--prompt", "abc",
+                           "--top-k", "2", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["analysis"] == "top_neurons"
+    from interp.storage import load_result
+
+    result = load_result(data["path"])
+    assert result.config.top_k == 2 and result.config.prompt == "abc" and len(result.table("top")) == 2
+    code, _, err = run_cli(capsys, monkeypatch, "run", "top_neurons", "-m", "tiny-gpt2", "--top-kk", "2")
+    assert code == 2 and "unknown option --top-kk" in err and "--top-k" in err
+    code, out, _ = run_cli(capsys, monkeypatch, "run", "list", "--json")
+    assert code == 0 and json.loads(out)["patching"]["method"]["default"] == "relp"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from interp.metrics import direct_logit, final_scale, kl_div, logit_diff, neuron_dla, unembed_dirs
+from interp.names import hook_name
 from interp.tracing.hooks import record
-from interp.tracing.names import hook_name
 
 
 def test_dla_of_all_components_equals_the_logit(tiny):

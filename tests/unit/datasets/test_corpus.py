@@ -47,7 +47,7 @@ def test_stdlib_docs_is_offline_and_large():
 def test_sampled_corpus_is_cached_and_deterministic(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_HOME", str(tmp_path))
     first = list(load_corpus("sampled:64", tiny_llama))
-    assert len(first) >= 1 and list((tmp_path / "corpora").glob("sampled-*.jsonl"))
+    assert len(first) >= 1 and list((tmp_path / "corpora").glob("sampled-*/texts.jsonl"))
     assert list(load_corpus("sampled:64", tiny_llama)) == first
     with pytest.raises(InterpError, match="N a number"):
         load_corpus("sampled:lots", tiny_llama)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.analyses.base import Result
 from interp.errors import InterpError
-from interp.storage import list_runs, load_result, sql
+from interp.result import Result
+from interp.storage import list_runs, load_result, save_result, sql
 from interp.storage import results as results_module
 
 
@@ -27,7 +27,7 @@ def _result(seed=0) -> Result:
 
 def test_round_trip_is_exact(tmp_path):
     r = _result()
-    path = r.save(tmp_path / "run")
+    path = save_result(r, tmp_path / "run")
     back = load_result(path)
     pd.testing.assert_frame_equal(back.tables["t"], r.tables["t"])
     for k in r.tensors:
@@ -42,23 +42,23 @@ def test_a_crash_mid_save_leaves_no_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(results_module, "save_file", broken)
     with pytest.raises(OSError):
-        _result().save(tmp_path / "run")
+        save_result(_result(), tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_resave_replaces_atomically(tmp_path):
     r = _result()
-    r.save(tmp_path / "run")
+    save_result(r, tmp_path / "run")
     r.metrics["r"] = 2.0
-    r.save(tmp_path / "run")
+    save_result(r, tmp_path / "run")
     assert load_result(tmp_path / "run").metrics["r"] == 2.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_list_runs_and_sql(tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_RUNS", str(tmp_path))
-    _result(0).save()
-    _result(1).save()
+    save_result(_result(0))
+    save_result(_result(1))
     runs = list_runs()
     assert len(runs) == 2 and runs.created.iloc[0] > runs.created.iloc[1]
     hits = sql("SELECT token, score FROM table('demo', 't') WHERE score < 0")

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.tracing.hooks import ablate, clamp, hooks, patch, record
-from interp.tracing.names import NeuronId, hook_name
+from interp.names import NeuronId, hook_name
+from interp.tracing.hooks import hooks, record
+from interp.tracing.interventions import ablate, clamp, patch
 
 
 def _n_hooks(model) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp.names import hook_name
 from interp.tracing.hooks import record
-from interp.tracing.names import hook_name
 
 
 def check_neuron_formula(model, text: str, tol: float = 1e-5) -> None:

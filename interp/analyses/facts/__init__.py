@@ -1,0 +1,1 @@
+"""Facts: factual-recall decomposition, the suppression fix, unlearning."""

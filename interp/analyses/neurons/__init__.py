@@ -1,0 +1,1 @@
+"""Neuron-level analyses: DLA, LM-head decoding, clamping, the atlas."""

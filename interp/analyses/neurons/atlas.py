@@ -1,0 +1,236 @@
+"""Neuron atlas: what text makes each neuron fire, streamed over a corpus.
+
+Anchors: Neuroscope's ``scan_over_data`` (a streaming top-k per neuron), OpenAI's
+neuron-explainer ``NeuronRecord`` (top activations, mean, variance), Neuronpedia's
+neuron page (histogram, density).
+
+For every neuron of the chosen layers (default: all) over ``n_tokens`` of a corpus,
+cut into ``seq_len``-token windows (``interp.datasets.corpus``): the top-k and
+bottom-k activations with their window and position, a fixed-bin histogram and its
+quantiles, the mean, the variance and the fraction of positive activations
+(``interp.tracing.reducers``). Memory is fixed, whatever the corpus length.
+
+Contexts: a top activation is stored as (window, position) into the stored corpus
+tokens; ``contexts`` re-runs those windows to give the per-token activations around
+it (one forward over at most k windows), which keeps an atlas of SmolLM2 to a few MB.
+
+Resumable: with ``checkpoint_every=N`` the reducer state is written (atomically)
+every N batches under ``$INTERP_RUNS/neuron_atlas/.checkpoints/``; a rerun with the
+same config and weights continues from it, and ends with the same Result.
+
+Scale-out: ``workers > 1`` shards whole batches across Ray actors (one model each,
+``interp.scale``) and merges the reducers; because each batch's forward is the
+same computation, the merged Result equals the in-process one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from interp.analyses.base import register
+from interp.datasets.corpus import window_tensor
+from interp.errors import InterpError
+from interp.names import hook_name
+from interp.paths import runs_root
+from interp.result import Config, Result, option, provenance
+from interp.scale.ray_backend import run_sharded
+from interp.storage.cache import Entry
+from interp.tracing import record
+from interp.tracing.reducers import HIST_EDGES, AtlasReducer
+from interp.tracing.stream import stream_batches
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class AtlasConfig(Config):
+    corpus: str = option("stdlib-docs",
+                         "a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +", flags=("-c",))
+    n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"))
+    seq_len: int = option(128, "tokens per window")
+    batch_size: int = option(8, "windows per forward pass")
+    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)")
+    k: int = option(20, "top and bottom examples kept per neuron", flags=("-k",))
+    checkpoint_every: int = option(10, "batches between checkpoints (0: off)")
+    workers: int = option(1, "Ray workers (needs interp[scale]); 1: in-process", flags=("-w",))
+    NOT_IDENTITY = ("workers", "checkpoint_every")
+
+
+def plan(model, config: AtlasConfig) -> torch.Tensor:
+    """The corpus as a ``[n_windows, seq_len]`` token tensor (the same on every run)."""
+    return window_tensor(model, config.corpus, config.seq_len, config.n_tokens)
+
+
+def _checkpoint(model, config: AtlasConfig) -> Entry:
+    return Entry(runs_root() / "neuron_atlas", ".checkpoints", model.weights_hash, key=config.identity())
+
+
+def _save_checkpoint(entry: Entry, reducer: AtlasReducer, done: int) -> None:
+    with entry.write() as tmp:  # state and progress replaced together, atomically
+        save_file(reducer.state(), tmp / "state.safetensors")
+        (tmp / "progress.json").write_text(json.dumps({"batches_done": done}))
+
+
+def _read_checkpoint(path: Path) -> tuple[AtlasReducer, int]:
+    done = json.loads((path / "progress.json").read_text())["batches_done"]
+    return AtlasReducer.from_state(load_file(path / "state.safetensors")), int(done)
+
+
+def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
+    ckpt = _checkpoint(model, config)
+    resumed = ckpt.read(_read_checkpoint) if config.checkpoint_every else None
+    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k), 0)
+    if done:
+        tqdm.write(f"resuming the atlas from a checkpoint: {done} of {n_batches} batches done", file=sys.stderr)
+
+    def on_batch(b: int) -> None:
+        if config.checkpoint_every and (b + 1) % config.checkpoint_every == 0 and b + 1 < n_batches:
+            _save_checkpoint(ckpt, reducer, b + 1)
+
+    stream_batches(model, tokens, layers, config.batch_size, range(done, n_batches), reducer, on_batch, "atlas")
+    return reducer
+
+
+@register("neuron_atlas", AtlasConfig)
+def run(model, config: AtlasConfig) -> Result:
+    """Top-activating contexts, histograms and moments of every neuron over a corpus."""
+    layers = model.check_layers(config.layers)
+    if config.k < 1:
+        raise InterpError("k must be at least 1")
+    tokens = plan(model, config)
+    n_batches = -(-len(tokens) // config.batch_size)
+    workers = _check_workers(config.workers)
+    if workers > 1:
+        reducer = run_sharded(model, tokens, layers, config.batch_size, config.k, n_batches, workers)
+    else:
+        reducer = _in_process(model, tokens, layers, config, n_batches)
+    result = _result(model, config, layers, tokens, reducer)
+    if config.checkpoint_every:
+        _checkpoint(model, config).clear()
+    return result
+
+
+def _check_workers(workers: int) -> int:
+    cores = os.cpu_count() or 1
+    if workers < 1:
+        raise InterpError("workers must be at least 1")
+    if workers > cores:
+        import warnings
+
+        warnings.warn(f"--workers {workers} is more than the {cores} cores here; using {cores}", stacklevel=3)
+        return cores
+    return workers
+
+
+def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
+    n = reducer.count.item()
+    mean = reducer.sum / max(n, 1)
+    var = (reducer.sumsq / max(n, 1) - mean**2).clamp(min=0)
+    q = reducer.quantiles(list(QUANTILES))
+    L, d = len(layers), model.d_mlp
+    layer_col = np.repeat(np.array(layers, dtype=np.int16), d)
+    neuron_col = np.tile(np.arange(d, dtype=np.int16), L)
+    neurons = pd.DataFrame({
+        "layer": layer_col, "neuron": neuron_col,
+        "max": reducer.top_v[..., 0].flatten().numpy(), "min": reducer.bot_v[..., 0].flatten().numpy(),
+        "mean": mean.flatten().numpy(), "var": var.flatten().numpy(),
+        "frac_positive": (reducer.positive.double() / max(n, 1)).flatten().numpy(),
+    })
+    for i, qv in enumerate(QUANTILES):
+        neurons[f"q{int(qv * 100):02d}"] = q[..., i].flatten().numpy()
+    T = config.seq_len
+    flat_tokens = tokens.flatten()
+    parts = []
+    for which, vals, poss in (("top", reducer.top_v, reducer.top_p), ("bottom", reducer.bot_v, reducer.bot_p)):
+        k = vals.shape[-1]
+        p = poss.flatten()
+        parts.append(pd.DataFrame({
+            "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k),
+            "which": which, "rank": np.tile(np.arange(k, dtype=np.int16), L * d),
+            "activation": vals.flatten().numpy(), "window": (p // T).numpy().astype(np.int32),
+            "pos": (p % T).numpy().astype(np.int16),
+            "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32),
+        }))
+    examples = pd.concat(parts, ignore_index=True)
+    examples["which"] = examples.which.astype("category")
+    return Result(
+        analysis="neuron_atlas",
+        config=config,
+        provenance=provenance(model, config),
+        tables={"neurons": neurons, "examples": examples},
+        tensors={"hist": reducer.hist, "hist_edges": HIST_EDGES, "tokens": tokens.to(torch.int32),
+                 "layers": torch.tensor(layers)},
+        metrics={"tokens": n, "windows": len(tokens), "layers": len(layers), "k": config.k,
+                 "quantiles": "from the histogram: the upper edge of the crossing bin",
+                 "corpus": config.corpus},
+        notes=[f"corpus {config.corpus!r}" + (" includes text sampled from the model itself, a proxy for its "
+                                              "training distribution" if "sampled:" in config.corpus else "")],
+    )
+
+
+@torch.no_grad()
+def contexts(model, result: Result, layer: int, neuron: int, which: str = "top", k: int | None = None,
+             width: int = 10) -> list[dict]:
+    """The stored top (or bottom) examples of a neuron, each with the tokens and this
+    neuron's per-token activations ``width`` tokens either side (re-run exactly)."""
+    ex = result.table("examples")
+    rows = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which)].sort_values("rank")
+    if rows.empty:
+        raise InterpError(f"the atlas has no neuron {layer}.{neuron} (layers {result.tensors['layers'].tolist()})")
+    rows = rows.head(k or len(rows))
+    rows = rows[rows.window >= 0]
+    tokens = result.tensors["tokens"].long()
+    windows = torch.tensor(sorted(set(rows.window.tolist())))
+    site = hook_name("mlp_post", layer)
+    with record(model, [site]) as acts:
+        model(tokens[windows].to(model.device))
+    act = acts[site][..., neuron].float().cpu()  # [n_windows, seq_len]
+    slot = {int(w): i for i, w in enumerate(windows.tolist())}
+    out = []
+    for row in rows.itertuples():
+        i, p = slot[int(row.window)], int(row.pos)
+        lo, hi = max(0, p - width), min(tokens.shape[1], p + width + 1)
+        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
+                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
+                    "acts": act[i, lo:hi].tolist(), "center": p - lo})
+    return out
+
+
+@torch.no_grad()
+def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | None = None) -> pd.DataFrame:
+    """For each token of ``text``, the ``k`` neurons (over ``layers``) that fire most.
+
+    With an ``atlas``, neurons are ranked by activation relative to their own max
+    |activation| on the atlas corpus (``relative``), so the few massive-activation
+    neurons (thousands, on the first token) do not crowd out the rest."""
+    layers = list(layers) if layers else list(range(model.n_layers))
+    tokens = model.to_tokens(text)
+    sites = [hook_name("mlp_post", model.check_layer(l)) for l in layers]
+    with record(model, sites) as acts:
+        model(tokens)
+    stacked = torch.stack([acts[s][0] for s in sites], 1).float()  # [pos, layer, d_mlp]
+    flat = stacked.flatten(1)
+    scale = None
+    if atlas is not None:
+        stats = atlas.table("neurons").set_index(["layer", "neuron"])
+        peak = stats[["max", "min"]].abs().max(axis=1)
+        index = pd.MultiIndex.from_product([layers, range(model.d_mlp)], names=["layer", "neuron"])
+        scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32)
+    top = (flat / scale.clamp(min=1e-6) if scale is not None else flat).topk(k, dim=1)
+    rows = []
+    for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):
+        for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
+            rows.append({"pos": pos, "token": model.token_str(int(tokens[0, pos])), "rank": r,
+                         "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp,
+                         "activation": float(flat[pos, i]), "relative": v if scale is not None else None})
+    return pd.DataFrame(rows)

@@ -1,0 +1,171 @@
+"""Clamping neurons: the decoding paper's causal check, and a generation probe.
+
+``clamp`` holds chosen neurons at a value (at every position, and through
+generation) and reports, per prompt, each target token's probability before and
+after, plus greedy generations with and without the clamp.
+
+``concept_experiment`` is the paper's experiment end to end: take a concept token,
+find the neuron whose output direction promotes it most (the decoding Result's
+inverted index; ``side="up"`` picks by up-projection decoding, as the paper does),
+clamp it to ``multiple`` x its largest activation magnitude seen on a reference corpus
+(``stdlib-docs``, 4,096 tokens, stated in the Result), with the sign that promotes
+the concept (positive: the top lists are for positive activations), and measure
+P(concept) on neutral prompts and the drift of generations toward it.
+
+Why the magnitude and not the signed maximum: GLU neurons are signed and many are
+negative almost everywhere (SmolLM2's 29.645, the top output-side neuron for
+" Paris", never exceeds -0.26 on stdlib-docs), so "2 x max" would clamp them to a
+negative value that suppresses the concept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from interp.analyses.base import register
+from interp.errors import InterpError
+from interp.models.generation import generate
+from interp.names import NeuronId
+from interp.result import Config, Result, option, provenance
+from interp.tracing import clamp as clamp_hooks
+
+NEUTRAL_PROMPTS = (
+    "Let me tell you about",
+    "My favourite thing in the world is",
+    "Yesterday I saw a",
+    "The story begins with",
+    "Here is a short poem about",
+    "I have always wanted to",
+)
+
+
+@dataclass(frozen=True)
+class ClampConfig(Config):
+    neurons: tuple[str, ...] = option(("29.1066",), "LAYER.INDEX (repeatable, or comma-separated)",
+                                      flags=("--neuron", "-n"))
+    value: float = option(0.0, "the activation to hold them at", flags=("-v",))
+    prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "prompts (repeatable)", flags=("--prompt", "-p"), split=False)
+    targets: tuple[str, ...] = option((), "tokens to track (repeatable; default: the first prompt's top prediction)",
+                                      flags=("--target", "-t"), split=False)
+    generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
+
+
+
+@torch.no_grad()
+def _before_after(model, tokens, neurons, value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token log-probs at the last position, without and with the clamp."""
+    before = model(tokens)[0, -1].float().log_softmax(-1)
+    with clamp_hooks(model, neurons, value):
+        after = model(tokens)[0, -1].float().log_softmax(-1)
+    return before, after
+
+
+def clamped_generation(model, tokens, neurons, value: float, n_new: int) -> tuple[str, str]:
+    """Greedy continuations without and with the clamp held at every step."""
+    plain = generate(model, tokens, n_new)
+    with clamp_hooks(model, neurons, value):
+        clamped = generate(model, tokens, n_new)
+    return model.tokenizer.decode(plain[0]), model.tokenizer.decode(clamped[0])
+
+
+def clamp_effect(model, neurons, value: float, prompts, targets,
+                 n_generate: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per prompt and target: P before and after clamping; and generations."""
+    neurons = [model.check_neuron(n) for n in neurons]
+    if not prompts:
+        raise InterpError("no prompts given")
+    target_ids = [model.token_id(t) for t in targets]
+    rows, gens = [], []
+    for prompt in prompts:
+        tokens = model.to_tokens(prompt)
+        before, after = _before_after(model, tokens, neurons, value)
+        for target, tid in zip(targets, target_ids):
+            rows.append({"prompt": prompt, "target": target, "p_before": float(before[tid].exp()),
+                         "p_after": float(after[tid].exp()), "logp_before": float(before[tid]),
+                         "logp_after": float(after[tid]),
+                         "rank_after": int((after > after[tid]).sum())})
+        if n_generate:
+            plain, clamped = clamped_generation(model, tokens, neurons, value, n_generate)
+            gens.append({"prompt": prompt, "before": plain, "after": clamped})
+    return pd.DataFrame(rows), pd.DataFrame(gens, columns=["prompt", "before", "after"])
+
+
+def next_token_table(model, prompt: str, neurons, value: float, k: int = 10) -> pd.DataFrame:
+    """The union of the top-``k`` next tokens before and after clamping, with both probabilities."""
+    neurons = [model.check_neuron(n) for n in neurons]
+    before, after = (lp.exp() for lp in _before_after(model, model.to_tokens(prompt), neurons, value))
+    ids = list(dict.fromkeys(before.topk(k).indices.tolist() + after.topk(k).indices.tolist()))
+    return pd.DataFrame({"token": [model.token_str(i) for i in ids], "token_id": ids,
+                         "p_before": before[ids].tolist(), "p_after": after[ids].tolist()})
+
+
+@register("clamp", ClampConfig)
+def run(model, config: ClampConfig) -> Result:
+    """Clamp neurons to a value and measure target probabilities and generations."""
+    targets = config.targets
+    if not targets:  # the model's own top prediction on the first prompt
+        with torch.no_grad():
+            targets = (model.token_str(int(model(model.to_tokens(config.prompts[0]))[0, -1].argmax())),)
+    probs, gens = clamp_effect(model, config.neurons, config.value, config.prompts, targets, config.generate)
+    return Result(analysis="clamp", config=config, provenance=provenance(model, config),
+                  tables={"probs": probs, "generations": gens}, metrics=_clamp_metrics(probs, gens, targets))
+
+
+def _clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
+    mentions = {t: float(gens.after.str.contains(t.strip(), regex=False).mean()) if len(gens) else float("nan")
+                for t in targets}
+    return {
+        "mean_p_before": float(probs.p_before.mean()),
+        "mean_p_after": float(probs.p_after.mean()),
+        "mean_logp_gain": float((probs.logp_after - probs.logp_before).mean()),
+        "frac_prompts_raised": float((probs.p_after > probs.p_before).mean()),
+        "generations_mentioning_target": mentions,
+    }
+
+
+@dataclass(frozen=True)
+class ConceptConfig(Config):
+    concept: str = option(" dog", "the concept token, e.g. ' dog'", flags=("--token", "-t"))
+    multiple: float = option(2.0, "clamp to this multiple of the neuron's max |activation| on the corpus")
+    side: str = option("out", "pick the neuron by output-side (out) or up-projection (up) decoding")
+    generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
+    prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "neutral prompts (repeatable)", flags=("--prompt", "-p"),
+                                      split=False)
+    corpus: str = option("stdlib-docs", "corpus whose activation range scales the clamp")
+
+
+def concept_experiment(model, decoding: Result, config: ConceptConfig) -> Result:
+    """The paper's experiment: the top decoded neuron (on ``side``) for ``concept``,
+    clamped to ``multiple`` x its largest activation magnitude on ``corpus``."""
+    from interp.analyses.neurons.decoding import neurons_for
+    from interp.analyses.neurons.stats import neuron_stats
+
+    token_id = model.token_id(config.concept)
+    top = neurons_for(decoding, token_id, k=1, side=config.side).iloc[0]
+    neuron = NeuronId(int(top.layer), int(top.neuron))
+    stats = neuron_stats(model, config.corpus)
+    typical_max = max(abs(float(stats["max"][neuron.layer, neuron.index])),
+                      abs(float(stats["min"][neuron.layer, neuron.index])))
+    value = config.multiple * typical_max
+    probs, gens = clamp_effect(model, [neuron], value, config.prompts, [config.concept], config.generate)
+    metrics = _clamp_metrics(probs, gens, [config.concept])
+    metrics.update({"concept": config.concept, "side": config.side, "neuron": str(neuron),
+                    "decoded_score": float(top.score), "typical_max": typical_max, "multiple": config.multiple,
+                    "value": value, "typical_max_corpus": f"{config.corpus}, {int(stats['count'][0])} tokens"})
+    return Result(analysis="concept", config=config, provenance=provenance(model, config),
+                  tables={"probs": probs, "generations": gens}, metrics=metrics)
+
+
+@register("concept", ConceptConfig)
+def run_concept(model, config: ConceptConfig) -> Result:
+    """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
+    from interp.analyses.base import cached_run
+    from interp.analyses.neurons.decoding import SIDES
+
+    model.token_id(config.concept)  # cheap checks before the (cached, but minutes-long the first time) decoding
+    if config.side not in SIDES:
+        raise InterpError(f"unknown side {config.side!r}: choose from {SIDES}")
+    return concept_experiment(model, cached_run("lm_head_decoding", model), config)

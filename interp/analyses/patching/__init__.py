@@ -1,0 +1,1 @@
+"""Patching: the engine (activation, attribution, RelP), faithfulness, causal tracing."""

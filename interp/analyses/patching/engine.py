@@ -1,0 +1,286 @@
+"""Patching: activation patching (the ground truth), attribution patching and RelP.
+
+One engine, three methods, one Result layout, so any two runs can be compared
+(``interp.analyses.patching.faithfulness.compare``).
+
+- **Components** (``components``): ``resid`` (residual stream entering each layer,
+  ``hook_resid_pre``, layer x position), ``attn_out`` and ``mlp_out`` (layer x
+  position), ``heads`` (``hook_z`` of one head at every position, layer x head) and
+  ``neurons`` (``hook_post`` at ``neuron_pos``, layer x neuron).
+- **Direction**: ``denoising`` (default, as in RelP) runs the corrupted prompt and
+  patches in the clean activation; ``noising`` runs the clean prompt and patches in
+  the corrupted one. Either way the score is ``metric(patched) - metric(base run)``.
+- **Methods**:
+  - ``activation``: one forward pass per (pair, component), batched ``batch_rows``
+    rows at a time;
+  - ``attribution``: ``(a_source - a_base) . d metric / d a`` on the base run, from one
+    forward pass of each prompt and one backward pass (Nanda, 2023; Syed et al., 2023);
+  - ``relp``: the same, with the backward pass in LRP mode (``interp.tracing.lrp``).
+- **Metric**: ``logit_diff`` (answer - wrong, default), ``prob`` (answer probability)
+  or ``kl`` (minus KL(clean || run)), at the last position.
+
+Pairs must tokenize to the same length: patching aligns positions one to one, so a
+pair whose prompts differ in length is refused with both tokenizations shown.
+Pairs of different lengths are right-padded into one batch; heatmaps align positions from the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from interp.analyses.base import register
+from interp.datasets.prompts import Pair
+from interp.errors import InterpError
+from interp.metrics import answer_prob, kl_div, logit_diff
+from interp.names import hook_name
+from interp.progress import bar
+from interp.result import Config, Result, option, provenance
+from interp.tracing import Write, intervene, record, track_grad
+from interp.tracing.lrp import Rules, lrp_mode
+
+# component -> interp site; position components are scored per (layer, position)
+COMPONENTS = {"resid": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out",
+              "heads": "attn_z", "neurons": "mlp_post"}
+POSITIONAL = ("resid", "attn_out", "mlp_out")
+METHODS = ("activation", "attribution", "relp")
+METRICS = ("logit_diff", "prob", "kl")
+DIRECTIONS = ("denoising", "noising")
+
+
+@dataclass(frozen=True)
+class PatchingConfig(Config):
+    dataset: str = option("ioi", "ioi (generated) or a JSONL of clean/corrupt/answer/wrong", flags=("-d",))
+    n: int = option(16, "pairs (the first n of a file; 0 = all)")
+    method: str = option("relp", "activation, attribution or relp")
+    components: tuple[str, ...] = option(("resid", "attn_out", "mlp_out", "heads"),
+                                         "any of resid, attn_out, mlp_out, heads, neurons")
+    metric: str = option("logit_diff", "logit_diff, prob or kl")
+    direction: str = option("denoising", "denoising: clean patched into the corrupt run; noising: the reverse")
+    rules: str = option("default", "LRP rules for relp: default (ln,identity,half), all, or a list")
+    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)")
+    neuron_pos: int = option(-1, "position of the neuron component")
+    batch_rows: int = option(128, "rows per forward pass in activation patching")
+    NOT_IDENTITY = ("batch_rows",)
+
+    def check(self, model) -> None:
+        for field_, value, choices in (("method", self.method, METHODS), ("metric", self.metric, METRICS),
+                                       ("direction", self.direction, DIRECTIONS)):
+            if value not in choices:
+                raise InterpError(f"unknown {field_} {value!r}: choose one of {', '.join(choices)}")
+        bad = [c for c in self.components if c not in COMPONENTS]
+        if bad or not self.components:
+            raise InterpError(f"unknown component(s) {bad or '(none given)'}: choose from {', '.join(COMPONENTS)}")
+        model.check_layers(list(self.layers))
+        Rules.parse(self.rules)
+
+
+@dataclass
+class Batch:
+    """The pairs as right-padded tensors (padding sits after each row's last token, so
+    causal attention never sees it)."""
+
+    clean: Tensor  # [batch, pos]
+    corrupt: Tensor
+    lengths: Tensor  # [batch]
+    answer: Tensor
+    wrong: Tensor
+
+    @property
+    def last(self) -> Tensor:
+        return self.lengths - 1
+
+
+def prepare(model, pairs: list[Pair]) -> Batch:
+    """Tokenize and check the pairs."""
+    if not pairs:
+        raise InterpError("the dataset has no pairs: give at least one {clean, corrupt, answer, wrong}")
+    for i, p in enumerate(pairs):
+        clean, corrupt = model.encode(p.clean), model.encode(p.corrupt)
+        if len(clean) != len(corrupt):
+            raise InterpError(
+                f"pair {i}: clean and corrupt prompts tokenize to different lengths ({len(clean)} vs "
+                f"{len(corrupt)}): {model.to_str_tokens(p.clean)} vs {model.to_str_tokens(p.corrupt)}. "
+                "Patching aligns positions one to one; reword the corrupt prompt so its tokens line up")
+    ids = [(model.token_id(p.answer), model.token_id(p.wrong)) for p in pairs]
+    clean, corrupt = model.batch([p.clean for p in pairs]), model.batch([p.corrupt for p in pairs])
+    dev = model.device
+    return Batch(clean.tokens, corrupt.tokens, clean.lengths,
+                 torch.tensor([a for a, _ in ids], device=dev), torch.tensor([w for _, w in ids], device=dev))
+
+
+def at_last(logits: Tensor, last: Tensor) -> Tensor:
+    """``logits[r, last[r]]``: each row's prediction after its last real token."""
+    return _wide(logits[torch.arange(len(last), device=logits.device), last])
+
+
+def metric_fn(name: str, batch: Batch, clean_last: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """``f(last_logits, pairs) -> [rows]``: the metric for rows that run ``pairs``."""
+    def f(logits: Tensor, pair: Tensor) -> Tensor:
+        if name == "logit_diff":
+            return logit_diff(logits, batch.answer[pair], batch.wrong[pair])
+        if name == "prob":
+            return answer_prob(logits, batch.answer[pair])
+        return -kl_div(clean_last[pair], logits)
+
+    return f
+
+
+def _wide(x: Tensor) -> Tensor:
+    """float32, or float64 where the model runs in float64."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def units(model, component: str, T: int) -> int:
+    return {"heads": model.n_heads, "neurons": model.d_mlp}.get(component, T)
+
+
+def unit_write(component: str, site: str, src: Tensor, pair: Tensor, unit: Tensor, npos: Tensor) -> Write:
+    """Row ``r`` gets ``src``'s value of unit ``unit[r]`` (of pair ``pair[r]``): a position for
+    ``resid``/``attn_out``/``mlp_out``, a head (every position) for ``heads``, a neuron at
+    ``npos`` for ``neurons``."""
+    rows = torch.arange(len(pair), device=unit.device)
+    if component in POSITIONAL:
+        return Write(site, rows=rows, positions=unit, source=src, source_rows=pair)
+    if component == "heads":  # hook_z: [batch, pos, head, d_head]
+        return Write(site, rows=rows, units=unit, source=src, source_rows=pair)
+    return Write(site, rows=rows, positions=npos[pair], units=unit, source=src, source_rows=pair)
+
+
+def _runs(config: PatchingConfig, batch: Batch) -> tuple[Tensor, Tensor]:
+    """(base tokens, source tokens) for the direction."""
+    return (batch.corrupt, batch.clean) if config.direction == "denoising" else (batch.clean, batch.corrupt)
+
+
+def _sites(model, config, layers) -> dict[tuple[str, int], str]:
+    return {(c, l): hook_name(COMPONENTS[c], l) for c in config.components for l in layers}
+
+
+def activation_scores(model, config, batch, layers, metric, base_metric, source_acts, progress) -> dict:
+    """Score every (pair, component, layer, unit) by patching it alone; ``[batch, unit]``,
+    NaN at positions past a pair's end."""
+    base, _ = _runs(config, batch)
+    B, T = base.shape
+    npos = config.neuron_pos % batch.lengths
+    out = {}
+    for (component, layer), site in _sites(model, config, layers).items():
+        U = units(model, component, T)
+        pair = torch.arange(B, device=base.device).repeat_interleave(U)
+        unit = torch.arange(U, device=base.device).repeat(B)
+        if component in POSITIONAL:
+            keep = unit < batch.lengths[pair]
+            pair, unit = pair[keep], unit[keep]
+        dense = torch.full((B, U), float("nan"), device=base.device, dtype=base_metric.dtype)
+        for start in range(0, len(pair), config.batch_rows):
+            p, u = pair[start:start + config.batch_rows], unit[start:start + config.batch_rows]
+            with intervene(model, [unit_write(component, site, source_acts[site], p, u, npos)]):
+                logits = at_last(model(base[p]), batch.last[p])
+            dense[p, u] = metric(logits, p) - base_metric[p]
+            progress.update(len(p))
+        out[(component, layer)] = dense
+    return out
+
+
+def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
+    """Attribution patching (or RelP inside LRP mode): ``(a_source - a_base) . grad``."""
+    base, _ = _runs(config, batch)
+    B, T = base.shape
+    npos = config.neuron_pos % batch.lengths
+    sites = _sites(model, config, layers)
+
+    mode = lrp_mode(model, Rules.parse(config.rules)) if config.method == "relp" else nullcontext()
+    pairs = torch.arange(B, device=base.device)
+    with torch.enable_grad(), mode, track_grad(model), record(model, sites.values(), detach=False) as acts:
+        logits = at_last(model(base), batch.last)
+        grads = torch.autograd.grad(metric(logits, pairs).sum(), [acts[s] for s in sites.values()])
+    past_end = torch.arange(T, device=base.device)[None] >= batch.lengths[:, None]
+    out = {}
+    for ((component, layer), site), grad in zip(sites.items(), grads):
+        contrib = (_wide(source_acts[site]) - _wide(acts[site].detach())) * _wide(grad)
+        if component in POSITIONAL:
+            out[(component, layer)] = contrib.sum(-1).masked_fill(past_end, float("nan"))
+        elif component == "heads":
+            out[(component, layer)] = contrib.sum((1, 3))
+        else:
+            out[(component, layer)] = contrib[pairs, npos]
+    return out
+
+
+def load_pairs_for(model, config: PatchingConfig) -> list[Pair]:
+    if config.dataset == "ioi":
+        from interp.datasets.ioi import ioi_pairs
+
+        return ioi_pairs(model, n=config.n, seed=config.seed)
+    from interp.datasets.prompts import load_pairs
+
+    pairs = load_pairs(config.dataset)
+    return pairs[: config.n] if config.n else pairs
+
+
+
+@register("patching", PatchingConfig)
+def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Result:
+    """Score model components by how much patching them moves the metric."""
+    config.check(model)
+    pairs = pairs if pairs is not None else load_pairs_for(model, config)
+    started = time.perf_counter()
+    batch = prepare(model, pairs)
+    layers = list(config.layers) or list(range(model.n_layers))
+    T = batch.clean.shape[1]
+    total = sum(int(batch.lengths.sum()) if c in POSITIONAL else len(pairs) * units(model, c, T)
+                for c in config.components) * len(layers)
+    active = config.method == "activation"
+    with bar(total=total if active else 0, desc="activation patching", unit="run", disable=not active) as progress, \
+            torch.no_grad():
+        base, source = _runs(config, batch)
+        with record(model, list(_sites(model, config, layers).values())) as source_acts:
+            source_last = at_last(model(source), batch.last)
+        source_acts = dict(source_acts)
+        base_last = at_last(model(base), batch.last)
+        metric = metric_fn(config.metric, batch, source_last if config.direction == "denoising" else base_last)
+        idx = torch.arange(len(pairs), device=base.device)
+        base_metric, source_metric = metric(base_last, idx), metric(source_last, idx)
+        if active:
+            scores = activation_scores(model, config, batch, layers, metric, base_metric, source_acts, progress)
+        else:
+            scores = gradient_scores(model, config, batch, layers, metric, source_acts)
+    rows = []
+    lengths = batch.lengths.cpu()
+    for (component, layer), s in scores.items():
+        B, U = s.shape
+        pair, unit = torch.arange(B).repeat_interleave(U), torch.arange(U).repeat(B)
+        values = s.flatten().cpu()
+        keep = ~values.isnan()
+        rows.append(pd.DataFrame({
+            "pair": pair[keep].numpy(), "component": component, "layer": layer, "unit": unit[keep].numpy(),
+            "pos_from_end": (lengths[pair] - 1 - unit)[keep].numpy() if component in POSITIONAL else -1,
+            "score": values[keep].numpy(),
+        }))
+    pairs_df = pd.DataFrame([
+        {"pair": i, **p.to_dict(), "n_tokens": int(lengths[i]),
+         "metric_base": float(base_metric[i]), "metric_source": float(source_metric[i]),
+         "clean_tokens": model.to_str_tokens(batch.clean[i, : lengths[i]].tolist()),
+         "corrupt_tokens": model.to_str_tokens(batch.corrupt[i, : lengths[i]].tolist())}
+        for i, p in enumerate(pairs)])
+    seconds = time.perf_counter() - started
+    scores = pd.concat(rows, ignore_index=True)
+    base_name, source_name = ("corrupt", "clean") if config.direction == "denoising" else ("clean", "corrupt")
+    return Result(
+        analysis="patching",
+        config=config,
+        provenance=provenance(model, config),
+        tables={"scores": scores, "pairs": pairs_df},
+        metrics={"method": config.method, "direction": config.direction, "metric": config.metric,
+                 "n_pairs": len(pairs), "seconds": seconds,
+                 f"mean_metric_{base_name}": float(pairs_df.metric_base.mean()),
+                 f"mean_metric_{source_name}": float(pairs_df.metric_source.mean()),
+                 "rules": str(Rules.parse(config.rules)) if config.method == "relp" else None},
+        notes=[f"{config.direction}: the {base_name} prompt runs and {source_name} activations are patched in; "
+               f"score = {config.metric}(patched) - {config.metric}({base_name})"],
+    )

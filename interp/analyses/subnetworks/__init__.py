@@ -1,0 +1,1 @@
+"""Subnetworks: bigram subnetworks by continuous sparsification."""

@@ -1,0 +1,177 @@
+"""The one result type every analysis returns, its frozen config base, and provenance (a leaf).
+
+``Result`` holds the typed config (enough to re-run), provenance (model spec, weights
+hash, seed, analysis and package versions, UTC time), named pandas tables, named
+tensors, headline metrics and free-text notes (where a paper's finding did or did not
+reproduce). The dashboard, notebooks and CLI read only this type; ``interp.storage``
+saves and loads it.
+
+``Config`` subclasses are frozen dataclasses. Each declares ``VERSION``: bump it when
+the analysis's code changes what it computes, and every cached Result and checkpoint
+of the old version stops matching (``Config.identity`` includes it). Each field may
+carry ``help`` (``option(default, "help")``), from which the CLI builds its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+
+from interp.errors import InterpError
+
+# analysis name -> its Config class (filled by ``interp.analyses.base.register``)
+CONFIGS: dict[str, type[Config]] = {}
+
+
+def option(default: Any, help: str = "", flags: tuple[str, ...] = (), split: bool = True) -> Any:  # noqa: A002
+    """A config field with its CLI help, optional extra flags (e.g. ``("-k",)``) and, for a tuple of
+    strings, whether the CLI splits each value at commas (``split=False`` for free text: prompts)."""
+    return field(default=default, metadata={"help": help, "flags": flags, "split": split})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Base of every analysis config: frozen, with ``to_dict``/``from_dict``."""
+
+    seed: int = option(0, "random seed")
+    # bump when the analysis's results change: cached Results and checkpoints of older versions stop matching
+    VERSION: ClassVar[int] = 1
+    # fields that change how a run executes but not its Result (e.g. Ray workers)
+    NOT_IDENTITY: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InterpError(f"unknown option(s) for {cls.__name__}: {sorted(unknown)}; "
+                              f"valid: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        values = {k: tuple(v) if isinstance(v, list) and "tuple" in str(hints.get(k)) else v
+                  for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def identity(self) -> dict:
+        """The fields that define the Result (``NOT_IDENTITY`` ones left out), with the analysis version."""
+        return {**{k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY}, "version": self.VERSION}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class UntypedConfig:
+    """The config of a stored Result whose analysis is not registered in this process."""
+
+    values: dict
+    VERSION: ClassVar[int] = 0
+    NOT_IDENTITY: ClassVar[tuple[str, ...]] = ()
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    def identity(self) -> dict:
+        return dict(self.values)
+
+
+def config_from(analysis: str, data: dict) -> Config | UntypedConfig:
+    """Rebuild the typed config of a stored Result (untyped if its analysis is unknown here)."""
+    cls = CONFIGS.get(analysis)
+    try:
+        return cls.from_dict(data) if cls else UntypedConfig(dict(data))
+    except (InterpError, TypeError):  # written by another version of the analysis: keep it readable
+        return UntypedConfig(dict(data))
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def provenance(model, config: Config | None = None) -> dict:
+    """Where a Result came from: the model and its weights, the seed, every version that matters."""
+    return {
+        "model": model.spec,
+        "model_name": model.name,
+        "model_source": model.source,
+        "weights_hash": model.weights_hash,
+        "device": str(model.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "seed": config.seed if config is not None else None,
+        "analysis_version": config.VERSION if config is not None else None,
+        "interp": _version("interp"),
+        "torch": torch.__version__,
+        "transformer_lens": _version("transformer-lens"),
+        "transformers": _version("transformers"),
+        "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def safe_id(text: str) -> str:
+    """A filesystem-safe, readable slug (a hub id or a path becomes one path component)."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return slug[-48:] or "model"
+
+
+@dataclass
+class Result:
+    analysis: str
+    config: Config | UntypedConfig | dict
+    provenance: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    run_id: str = ""
+    path: Path | None = None
+
+    def __post_init__(self):
+        if isinstance(self.config, dict):
+            self.config = config_from(self.analysis, self.config)
+        if not self.run_id:
+            stamp = self.provenance.get("created", "")[:19].replace("-", "").replace(":", "").replace("T", "-")
+            ident = self.config.identity() if hasattr(self.config, "identity") else self.config.to_dict()
+            digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:6]
+            self.run_id = f"{stamp}-{safe_id(self.provenance.get('model', 'model'))}-{digest}"
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            raise InterpError(f"{self.analysis} result has no table {name!r}; it has {sorted(self.tables)}")
+        return self.tables[name]
+
+    def top(self, table: str, by: str, k: int = 10, ascending: bool = False) -> pd.DataFrame:
+        """The ``k`` rows of ``table`` with the largest (or smallest) ``by``."""
+        df = self.table(table)
+        return df.sort_values(by, ascending=ascending).head(k).reset_index(drop=True)
+
+    def summary(self) -> dict:
+        return {"analysis": self.analysis, "run_id": self.run_id, "path": str(self.path or ""),
+                "model": self.provenance.get("model"), "metrics": self.metrics, "notes": self.notes}

@@ -1,0 +1,126 @@
+"""The one cache helper: a keyed, versioned entry, written atomically, read or rebuilt.
+
+Every cache in interp goes through ``Entry``: stored Results, the dequantized model,
+neuron ranges, sampled corpora, atlas and bigram checkpoints.
+
+- **key**: an entry lives at ``root/kind/<name>-<digest>``, where the digest hashes the
+  key (a JSON-able dict) together with ``version``; bump the version of the code that
+  writes it and old entries simply stop matching;
+- **atomic write**: ``entry.write()`` yields an empty temporary sibling directory; on
+  success it replaces the entry in one ``rename`` (a crash or Ctrl-C leaves the old entry,
+  or none, never half of one);
+- **read or rebuild**: ``entry.read(fn)`` returns ``fn(path)``, or ``None`` when the entry
+  is missing; an entry that fails to read is deleted (with a warning) so it is rebuilt.
+
+``save_tensors``/``load_tensors`` flatten nested state (an optimizer's ``state_dict()``)
+into one safetensors file plus its JSON skeleton.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+T = TypeVar("T")
+
+
+def digest(key: Any, version: int = 1, n: int = 12) -> str:
+    text = json.dumps({"key": key, "version": version}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target``; on success it becomes ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".old-{target.name}-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Entry:
+    """One cache entry (see the module docstring)."""
+
+    def __init__(self, root: Path, kind: str, name: str, key: Any = None, version: int = 1):
+        suffix = f"-{digest(key, version)}" if key is not None else ""
+        self.path = Path(root) / kind / f"{name}{suffix}"
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def read(self, fn: Callable[[Path], T]) -> T | None:
+        if not self.exists():
+            return None
+        try:
+            return fn(self.path)
+        except Exception as exc:  # a corrupt or partial entry: drop it, the caller rebuilds
+            warnings.warn(f"cache {self.path} is unreadable ({type(exc).__name__}: {exc}); rebuilding it",
+                          stacklevel=2)
+            self.clear()
+            return None
+
+    @contextmanager
+    def write(self) -> Iterator[Path]:
+        with atomic_dir(self.path) as tmp:
+            yield tmp
+
+    def clear(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def save_tensors(path: Path, state: Any) -> None:
+    """Nested dicts/lists of tensors and JSON values (``optimizer.state_dict()``) as
+    ``path`` (safetensors) plus ``path.json`` (the skeleton)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(value, key: str):
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(value, dict):
+            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")] for i, (k, v) in
+                                 enumerate(value.items())]}
+        if isinstance(value, (list, tuple)):
+            return {"__list__": [walk(v, f"{key}.{i}") for i, v in enumerate(value)]}
+        return value
+
+    skeleton = walk(state, "s")
+    save_file(tensors, path)
+    Path(f"{path}.json").write_text(json.dumps(skeleton))
+
+
+def load_tensors(path: Path) -> Any:
+    tensors = load_file(path)
+
+    def build(node):
+        if isinstance(node, dict) and "__tensor__" in node:
+            return tensors[node["__tensor__"]]
+        if isinstance(node, dict) and "__dict__" in node:
+            return {build(k): build(v) for k, v in node["__dict__"]}
+        if isinstance(node, dict) and "__list__" in node:
+            return [build(v) for v in node["__list__"]]
+        return node
+
+    return build(json.loads(Path(f"{path}.json").read_text()))

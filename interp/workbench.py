@@ -1,0 +1,324 @@
+"""The workbench: a small, streamlit-free facade over the library, for the dashboard and notebooks.
+
+Anchor: llm-transparency-tool's ``TransparentLlm`` backend, minus its streamlit import.
+Every dashboard page calls only these methods (and ``interp.viz``); the app caches each
+call once, keyed on the weights hash and the arguments. Results are read through
+``result(path)``, cached by path and modification time, so a re-saved run shows its
+new content and a deleted one disappears.
+
+Two rules keep sessions apart on one shared model:
+
+- the shared model only ever runs forwards and hooked regions (both under its lock);
+- anything that changes weights (a bigram mask preview, training a mask, unlearning,
+  an edited model) runs on a private model: a fresh load of the same spec, checked to
+  have the same weights hash, held by the workbench and never shared with a page.
+
+Long analyses run as jobs (``submit``): a background thread with progress and cancel
+(``interp.jobs``), never in a page's script thread.
+
+    wb = Workbench("smollm2-135m")
+    wb.neurons_for(" Paris", k=5)
+    wb.clamp_preview("Yesterday I saw a", ["29.808"], value=16.0)
+    job = wb.submit("patching", method="activation", n=4); job.wait().result
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.analyses.base import cached_run, get_analysis, run
+from interp.analyses.facts.factual_recall import FactualConfig
+from interp.analyses.facts.factual_recall import run as decompose_facts
+from interp.analyses.neurons.atlas import active_on_text, contexts
+from interp.analyses.neurons.clamping import clamped_generation, next_token_table
+from interp.analyses.neurons.decoding import neuron_tokens, neurons_for
+from interp.analyses.patching.engine import COMPONENTS as PATCH_COMPONENTS
+from interp.analyses.patching.faithfulness import compare
+from interp.analyses.subnetworks.bigram_subnetworks import stored_mask, stored_table
+from interp.datasets.prompts import Fact
+from interp.errors import InterpError
+from interp.jobs import Job, JobRunner
+from interp.models import load_model
+from interp.models.generation import generate
+from interp.models.loading import EDIT_FILE
+from interp.names import NeuronId
+from interp.paths import runs_root
+from interp.result import Result
+from interp.storage import list_runs, load_result
+from interp.tracing.masks import masked
+
+__all__ = ["COMPONENTS", "METHODS", "InterpError", "Job", "Workbench"]
+
+# analyses that change weights while they run: they get the private model
+CHANGES_WEIGHTS = ("unlearning", "bigram_subnetworks")
+# patching runs are comparable when these config fields agree
+PATCHING_KEY = ("dataset", "n", "seed", "metric", "direction", "neuron_pos")
+METHODS = ("activation", "attribution", "relp")
+COMPONENTS = tuple(PATCH_COMPONENTS)
+
+
+def _mtime(path: str | Path) -> float:
+    try:
+        return (Path(path) / "result.json").stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+class Workbench:
+    """One model, its stored Results, and the jobs that run on it."""
+
+    def __init__(self, spec: str = "smollm2-135m", device: str = "cpu", dtype: str = "float32", model=None):
+        self.spec, self.device, self.dtype = spec, device, dtype
+        self.model = model or load_model(spec, device=device, dtype=dtype)
+        self.jobs = JobRunner()
+        self._results: OrderedDict[tuple[str, float], Result] = OrderedDict()
+        self._results_lock = threading.Lock()
+        self._decoding_path: tuple[str, str] | None = None  # (store, run) of the decoding found last
+        self._private = None
+        self._private_lock = threading.RLock()
+        self._edited: tuple[str, object] | None = None  # one edited model at a time (LRU of 1)
+
+    # --- identity ---------------------------------------------------------------------------
+    @property
+    def weights_hash(self) -> str:
+        return self.model.weights_hash
+
+    def info(self) -> dict:
+        """Architecture facts of the model (``Model.info``)."""
+        return self.model.info()
+
+    def check_neuron(self, neuron: str | NeuronId) -> NeuronId:
+        return self.model.check_neuron(neuron)
+
+    def token_id(self, token: str, policy: str = "single") -> int:
+        return self.model.token_id(token, policy=policy)
+
+    def default_token(self, preferred: str = " Paris") -> str:
+        """``preferred`` if it is one token for this model, else its first token."""
+        return self.model.token_str(self.model.token_id(preferred, policy="first"))
+
+    # --- stored Results ------------------------------------------------------------------------
+    def result(self, path: str | Path) -> Result:
+        """The stored Result at ``path``, cached by path and modification time."""
+        key = (str(path), _mtime(path))
+        with self._results_lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        result = load_result(path)
+        with self._results_lock:
+            self._results[key] = result
+            while len(self._results) > 16:
+                self._results.popitem(last=False)
+        return result
+
+    def runs(self, analysis: str | None = None, this_model: bool = False) -> pd.DataFrame:
+        """The stored runs (newest first), optionally only those on this model's weights."""
+        df = list_runs(analysis)
+        return df[df.weights_hash == self.weights_hash] if this_model and len(df) else df
+
+    def latest_path(self, analysis: str, where: dict | None = None) -> str | None:
+        """The newest stored run of ``analysis`` on this model's weights whose config matches ``where``."""
+        df = self.runs(analysis, this_model=True)
+        for path, cfg in zip(df.path, df.config) if len(df) else []:
+            config = json.loads(cfg)
+            if all(config.get(k) == v for k, v in (where or {}).items()):
+                return str(path)
+        return None
+
+    def latest(self, analysis: str, where: dict | None = None) -> Result | None:
+        path = self.latest_path(analysis, where)
+        return self.result(path) if path else None
+
+    # --- neurons: decoding, atlas, clamping -------------------------------------------------------
+    def decoding(self) -> Result:
+        """The LM-head decoding of every neuron (computed once, then reused from the store)."""
+        root = str(runs_root().resolve())
+        if self._decoding_path and self._decoding_path[0] == root and _mtime(self._decoding_path[1]) > 0:
+            return self.result(self._decoding_path[1])
+        result = cached_run("lm_head_decoding", self.model)
+        self._decoding_path = (root, str(result.path))
+        return self.result(result.path)
+
+    def neurons_for(self, token: str, k: int = 10, side: str = "out") -> pd.DataFrame:
+        """The neurons whose ``side`` decoding ranks ``token`` highest (rank, layer, neuron, score)."""
+        return neurons_for(self.decoding(), self.token_id(token), k, side)
+
+    def neuron_decoding(self, neuron: str) -> pd.DataFrame:
+        """Every decoded row of one neuron (side, rank, token, score)."""
+        nid = self.check_neuron(neuron)
+        return neuron_tokens(self.decoding(), nid.layer, nid.index)
+
+    def neuron_norms(self, neuron: str) -> dict:
+        """The neuron's weight norms per side, its layer's median of each, and its top promoted token."""
+        nid = self.check_neuron(neuron)
+        summary = self.decoding().table("neurons")
+        layer = summary[summary.layer == nid.layer]
+        row = layer[layer.neuron == nid.index].iloc[0]
+        sides = [c.removesuffix("_norm") for c in summary.columns if c.endswith("_norm")]
+        return {"norms": {s: float(row[f"{s}_norm"]) for s in sides},
+                "layer_median": {s: float(layer[f"{s}_norm"].median()) for s in sides},
+                "top_promoted": str(row["out_top"])}
+
+    def layer_neurons(self, layer: int) -> pd.DataFrame:
+        """One layer's neurons by output-weight norm, with their top decoded tokens."""
+        self.model.check_layer(layer)
+        summary = self.decoding().table("neurons")
+        return summary[summary.layer == layer].sort_values("out_norm", ascending=False)
+
+    def atlas_path(self) -> str | None:
+        return self.latest_path("neuron_atlas")
+
+    def neuron_activity(self, atlas_path: str, neuron: str) -> dict | None:
+        """The atlas's statistics of one neuron (None when the atlas lacks its layer)."""
+        nid = self.check_neuron(neuron)
+        atlas = self.result(atlas_path)
+        if nid.layer not in atlas.tensors["layers"].tolist():
+            return None
+        stats = atlas.table("neurons")
+        return stats[(stats.layer == nid.layer) & (stats.neuron == nid.index)].iloc[0].to_dict()
+
+    def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int = 10, width: int = 12) -> list[dict]:
+        """The atlas's top (bottom) examples of a neuron, re-run for per-token activations."""
+        nid = self.check_neuron(neuron)
+        return contexts(self.model, self.result(atlas_path), nid.layer, nid.index, which, k=k, width=width)
+
+    def active_on_text(self, text: str, k: int = 3, atlas_path: str | None = None) -> pd.DataFrame:
+        """Per token of ``text``, the neurons that fire most (relative to their atlas max, with an atlas)."""
+        return active_on_text(self.model, text, k=k, atlas=self.result(atlas_path) if atlas_path else None)
+
+    def clamp_preview(self, prompt: str, neurons: Sequence[str], value: float, k: int = 8, n_generate: int = 0) -> dict:
+        """Next-token probabilities before and after clamping (the union of both top-``k``), and
+        greedy continuations with the clamp held."""
+        nids = [self.check_neuron(n) for n in neurons]
+        out = {"table": next_token_table(self.model, prompt, nids, value, k=k), "before": None, "after": None}
+        if n_generate:
+            out["before"], out["after"] = clamped_generation(self.model, self.model.to_tokens(prompt), nids, value,
+                                                             n_generate)
+        return out
+
+    # --- facts ----------------------------------------------------------------------------------
+    def decompose_fact(self, prompt: str, subject: str, answer: str) -> Result:
+        """The factual-recall decomposition of one fact (not stored)."""
+        config = FactualConfig(only_correct=False, top_heads=5, batch_size=1)
+        return decompose_facts(self.model, config, facts=[Fact(prompt, subject, answer, "custom")])
+
+    # --- patching -------------------------------------------------------------------------------
+    def patching_groups(self) -> dict[str, list[str]]:
+        """Stored patching runs on this model, grouped by what makes them comparable (dataset,
+        pairs, seed, metric, direction, neuron position): ``{key: [paths, newest first]}``."""
+        df = self.runs("patching", this_model=True)
+        groups: dict[str, list[str]] = {}
+        for path, cfg in zip(df.path, df.config) if len(df) else []:
+            config = json.loads(cfg)
+            key = json.dumps({k: config.get(k) for k in PATCHING_KEY})
+            groups.setdefault(key, []).append(str(path))
+        return groups
+
+    def patching_comparison(self, key: str) -> dict:
+        """For one comparable group: the newest run per method (skipping neuron-only runs where a
+        full run exists) as paths, and the faithfulness table of each method against activation."""
+        paths = self.patching_groups().get(key, [])
+        results = [self.result(p) for p in paths]
+        main = [r for r in results if list(r.config.components) != ["neurons"]] or results
+        newest: dict[str, str] = {}
+        for r in main:
+            newest.setdefault(r.metrics["method"], str(r.path))
+        methods = [m for m in METHODS if m in newest]
+        table = None
+        if "activation" in newest and len(methods) > 1:
+            truth = self.result(newest["activation"])
+            table = pd.concat([compare(truth, self.result(newest[m])).assign(method=m)
+                               for m in methods if m != "activation"], ignore_index=True)
+        return {"methods": methods, "paths": newest, "faithfulness": table}
+
+    def layer_neuron_scores(self, key: str, layer: int, k: int = 10) -> tuple[str, pd.DataFrame] | None:
+        """The top neurons of one MLP layer by mean patching score, from a stored neurons run of
+        the group (``(method, table)``), or None when there is none."""
+        for path in self.patching_groups().get(key, []):
+            r = self.result(path)
+            if "neurons" not in r.config.components:
+                continue
+            df = r.table("scores")
+            df = df[(df.component == "neurons") & (df.layer == layer)]
+            if len(df):
+                top = df.groupby("unit").score.mean().rename("mean_score").reset_index()
+                top = top.reindex(top.mean_score.abs().sort_values(ascending=False).index).head(k)
+                return r.metrics["method"], top.reset_index(drop=True)
+        return None
+
+    # --- weight-changing work: the private model -----------------------------------------------------
+    def private_model(self):
+        """A model of the same spec and weights that no page shares (created once, then reused)."""
+        with self._private_lock:
+            if self._private is None:
+                private = load_model(self.spec, device=self.device, dtype=self.dtype)
+                if private.weights_hash != self.weights_hash:
+                    raise InterpError(f"a fresh load of {self.spec!r} has other weights than the shared model "
+                                      f"({private.weights_hash} vs {self.weights_hash})")
+                self._private = private
+            return self._private
+
+    def bigram_preview(self, bigram_path: str, token: str, k: int = 10) -> dict[str, pd.DataFrame]:
+        """Next-token distributions after one token: the full model, the stored bigram subnetwork
+        (its mask applied to the private model) and the corpus bigram statistics."""
+        result = self.result(bigram_path)
+        tid = self.token_id(token)
+        tokens = torch.tensor([[tid]])
+        with torch.no_grad():
+            full = self.model(tokens)[0, -1].float().softmax(-1)
+        private = self.private_model()
+        with self._private_lock, torch.no_grad(), masked(private, result.config.params) as masks:
+            masks.set_fixed(stored_mask(result, private))
+            sub = private(tokens)[0, -1].float().softmax(-1)
+        bigram = stored_table(result).dist(torch.tensor([tid]))[0]
+        return {name: self._top_tokens(p, k) for name, p in
+                [("full model", full), ("subnetwork", sub), ("corpus bigram", bigram)]}
+
+    def _top_tokens(self, probs: Float[Tensor, " d_vocab"], k: int) -> pd.DataFrame:
+        top = probs.topk(k)
+        return pd.DataFrame({"token": [repr(self.model.token_str(i)) for i in top.indices.tolist()],
+                             "p": top.values.tolist()})
+
+    def ask(self, prompt: str, edit_dir: str | None = None, n_new: int = 8) -> dict:
+        """Greedy continuations of ``prompt`` by the model and, with ``edit_dir``, by that edited
+        model (loaded privately; one edited model is kept at a time)."""
+        out = {"original": self._continue(self.model, prompt, n_new)}
+        if edit_dir:
+            if not (Path(edit_dir) / EDIT_FILE).is_file():
+                raise InterpError(f"the edited weights are not on this machine ({edit_dir}); "
+                                  "`interp unlearn` writes them (committed runs keep only their tables)")
+            if self._edited is None or self._edited[0] != str(edit_dir):
+                self._edited = None  # evict the previous edited model before loading the next
+                self._edited = (str(edit_dir), load_model(str(edit_dir), device=self.device, dtype=self.dtype))
+            out["edited"] = self._continue(self._edited[1], prompt, n_new)
+        return out
+
+    @staticmethod
+    def _continue(model, prompt: str, n_new: int) -> str:
+        with torch.no_grad():
+            return model.tokenizer.decode(generate(model, model.to_tokens(prompt), n_new)[0].tolist())
+
+    # --- jobs -----------------------------------------------------------------------------------
+    def submit(self, analysis: str, **options) -> Job:
+        """Run and store ``analysis`` in the background; returns the Job (progress, cancel, result)."""
+        spec = get_analysis(analysis)
+        config = spec.config.from_dict(options)  # bad options fail here, before a job starts
+        model = self.private_model() if analysis in CHANGES_WEIGHTS else self.model
+
+        def work():
+            if model is self.model:
+                return run(analysis, model, config)
+            with self._private_lock:
+                return run(analysis, model, config)
+
+        return self.jobs.submit(analysis.replace("_", " "), work)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp.analyses.facts.factual_recall import FactualConfig, run
+from interp.datasets.prompts import Fact
+from interp.errors import InterpError
+from interp.metrics import head_outputs
+from interp.names import hook_name
+from interp.tracing.hooks import record
+
+FACTS = [Fact("The capital of Abc is", "Abc", " x", "capital"), Fact("Home of Qrs: the", "Qrs", " y", "capital"),
+         Fact("Zed lives in", "Zed", "abc", "capital")]
+
+
+@pytest.fixture
+def result(tiny):
+    return run(tiny, FactualConfig(only_correct=False, top_heads=3), facts=FACTS)
+
+
+def test_dla_components_sum_to_the_logit(tiny, result):
+    dla, facts = result.table("dla"), result.table("facts")
+    totals = dla.groupby("fact").dla.sum()
+    assert totals.values == pytest.approx(facts.logit.values, abs=1e-4)
+    kinds = dla[dla.fact == 0].kind.value_counts()
+    assert kinds["attn"] == kinds["mlp"] == tiny.n_layers and kinds["embed"] == kinds["bias"] == 1
+
+
+def test_neuron_contributions_sum_to_the_mlp(tiny, result):
+    layer = result.metrics["mlp_layer"]
+    dla = result.table("dla")
+    mlp = dla[(dla.kind == "mlp") & (dla.layer == layer)].sort_values("fact").dla.to_numpy()
+    per_fact = result.tensors["neuron_dla"].sum(1).numpy()
+    b_out = tiny.weights.b_out[layer]
+    assert b_out is None or not b_out.any()  # neither tiny model has a nonzero b_out, so nothing is left over
+    assert per_fact == pytest.approx(mlp, abs=1e-4)
+
+
+def test_head_outputs_sum_to_attention(tiny):
+    with torch.no_grad(), record(tiny, [hook_name("attn_z", 1), hook_name("attn_out", 1)]) as acts:
+        tiny(tiny.to_tokens("heads add up"))
+    heads = head_outputs(tiny, 1, acts[hook_name("attn_z", 1)]).sum(-2)
+    b_O = tiny.weights.b_O[1]
+    assert torch.allclose(heads + (0 if b_O is None else b_O), acts[hook_name("attn_out", 1)], atol=1e-5)
+
+
+def test_tables_and_regression(tiny, result):
+    heads = result.table("head_summary")
+    assert len(heads) == tiny.n_layers * tiny.n_heads
+    assert result.table("betas").shape[0] == 3 and result.table("regression").r2.between(-1e-6, 1 + 1e-6).all()
+    assert set(result.table("suppression").columns) >= {"last_mlp_dla_rel", "p_without_last_mlp"}
+    assert result.metrics["n_decomposed"] == 3
+
+
+def test_bad_input(tiny_llama, tmp_path):
+    with pytest.raises(InterpError, match="answers none"):
+        run(tiny_llama, FactualConfig(), facts=FACTS)
+    bad = tmp_path / "facts.jsonl"
+    bad.write_text('{"prompt": "The capital of France is", "subject": "Spain", "answer": " Paris", "relation": "c"}\n')
+    with pytest.raises(InterpError, match="not in the prompt"):
+        interp.run("factual_recall", tiny_llama, facts=str(bad))
+    with pytest.raises(InterpError, match="no facts"):
+        run(tiny_llama, FactualConfig(), facts=[])

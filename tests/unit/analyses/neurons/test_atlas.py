@@ -1,0 +1,160 @@
+"""The atlas equals brute force; it resumes after SIGKILL; Ray shards merge exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import interp
+from interp.analyses.neurons.atlas import AtlasConfig, active_on_text, contexts, plan
+from interp.errors import InterpError
+from interp.names import hook_name
+from interp.tracing.hooks import record
+from interp.tracing.reducers import HIST_EDGES, N_BINS, hist_bins
+
+TEXT = ("Neurons fire on some tokens and not on others. A streaming top-k keeps the best examples; "
+        "a histogram keeps the shape. Zebras, quartz, 1234567890, and jumping foxes! ") * 6
+
+
+@pytest.fixture
+def corpus(tmp_path) -> str:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def _config(corpus: str, **kw) -> AtlasConfig:
+    base = dict(corpus=corpus, n_tokens=1024, seq_len=32, batch_size=3, k=4, checkpoint_every=0)
+    return AtlasConfig(**{**base, **kw})
+
+
+def test_atlas_equals_brute_force(tiny, corpus):
+    config = _config(corpus)
+    result = interp.run("neuron_atlas", tiny, config, save=False)
+    tokens = plan(tiny, config)
+    sites = [hook_name("mlp_post", l) for l in range(tiny.n_layers)]
+    with torch.no_grad(), record(tiny, sites) as acts:
+        tiny(tokens)
+    dense = torch.stack([acts[s].flatten(0, 1) for s in sites])  # [layer, positions, d_mlp]
+    neurons, ex = result.table("neurons"), result.table("examples")
+    assert result.metrics["tokens"] == dense.shape[1] == tokens.numel()
+    torch.testing.assert_close(torch.tensor(neurons["max"].values), dense.amax(1).flatten())
+    torch.testing.assert_close(torch.tensor(neurons["min"].values), dense.amin(1).flatten())
+    torch.testing.assert_close(torch.tensor(neurons["mean"].values), dense.double().mean(1).flatten(),
+                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(torch.tensor(neurons["var"].values), dense.double().var(1, unbiased=False).flatten(),
+                               rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(torch.tensor(neurons["frac_positive"].values), (dense > 0).double().mean(1).flatten())
+    hist = torch.stack([torch.stack([torch.bincount(hist_bins(dense[l, :, n]), minlength=N_BINS)
+                                     for n in range(tiny.d_mlp)]) for l in range(tiny.n_layers)])
+    assert torch.equal(result.tensors["hist"].long(), hist)
+    assert int(result.tensors["hist"].sum()) == dense.numel()
+    for layer, neuron in [(0, 0), (1, 17), (tiny.n_layers - 1, tiny.d_mlp - 1)]:
+        col = dense[layer, :, neuron]
+        rows = ex[(ex.layer == layer) & (ex.neuron == neuron)]
+        for which, largest in (("top", True), ("bottom", False)):
+            part = rows[rows.which == which].sort_values("rank")
+            best = col.topk(4, largest=largest)
+            torch.testing.assert_close(torch.tensor(part.activation.values), best.values)
+            positions = part.window.values * 32 + part.pos.values
+            torch.testing.assert_close(col[torch.tensor(positions)], best.values)  # positions point at them
+        ctx = contexts(tiny, result, layer, neuron, "top", k=2, width=3)
+        for c in ctx:
+            assert c["acts"][c["center"]] == pytest.approx(c["activation"], abs=1e-6)
+
+
+def test_resume_after_sigkill_gives_the_same_result(corpus, tmp_path):
+    """Kill the CLI mid-run with SIGKILL, rerun it, and compare with an uninterrupted run."""
+    args = [sys.executable, "-m", "interp.cli", "atlas", "-m", "tiny-gpt2", "-c", corpus, "-n", "1024",
+            "--seq-len", "32", "--batch-size", "2", "-k", "3", "--checkpoint-every", "2", "--json"]
+    killed = {**os.environ, "INTERP_RUNS": str(tmp_path / "killed"), "INTERP_ATLAS_THROTTLE_S": "0.3"}
+    proc = subprocess.Popen(args, env=killed, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    progress = tmp_path / "killed" / "neuron_atlas" / ".checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(progress.glob("*/progress.json")):
+        time.sleep(0.05)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    done = int(__import__("json").loads(next(progress.glob("*/progress.json")).read_text())["batches_done"])
+    assert 0 < done < 16
+    resumed = subprocess.run(args, env={**killed, "INTERP_ATLAS_THROTTLE_S": "0"}, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0 and "resuming the atlas from a checkpoint" in resumed.stderr
+    fresh_env = {**os.environ, "INTERP_RUNS": str(tmp_path / "fresh")}
+    fresh = subprocess.run(args, env=fresh_env, capture_output=True, text=True, timeout=300)
+    a = interp.load_result(__import__("json").loads(resumed.stdout)["path"])
+    b = interp.load_result(__import__("json").loads(fresh.stdout)["path"])
+    _assert_same(a, b)
+    assert not list(progress.glob("*")), "the checkpoint is removed once the Result is stored"
+
+
+def _assert_same(a, b):
+    for name in ("neurons", "examples"):
+        pd.testing.assert_frame_equal(a.table(name), b.table(name))
+    for name in a.tensors:
+        assert torch.equal(a.tensors[name], b.tensors[name]), name
+
+
+def test_ray_workers_give_the_same_result(tiny_llama, corpus):
+    pytest.importorskip("ray")
+    import ray
+
+    local = interp.run("neuron_atlas", tiny_llama, _config(corpus), save=False)
+    try:
+        sharded = interp.run("neuron_atlas", tiny_llama, _config(corpus, workers=2), save=False)
+    finally:
+        ray.shutdown()
+    _assert_same(local, sharded)
+
+
+def test_bad_corpora_and_workers(tiny_llama, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "ws.txt").write_text(" \n\t  \n")
+    (tmp_path / "short.txt").write_text("tiny")
+    for name, message in (("empty.txt", "empty"), ("ws.txt", "empty"), ("short.txt", "fewer than 32 tokens")):
+        with pytest.raises(InterpError, match=message):
+            interp.run("neuron_atlas", tiny_llama, _config(str(tmp_path / name)), save=False)
+    with pytest.warns(UserWarning, match="more than the .* cores"):
+        from interp.analyses.neurons.atlas import _check_workers
+
+        assert _check_workers(10_000) == os.cpu_count()
+
+
+def test_active_on_text(tiny_llama, corpus):
+    table = active_on_text(tiny_llama, "abc", k=3)
+    assert len(table) == 9 and list(table.token[:3]) == ["a"] * 3
+    assert table.groupby("pos").activation.apply(lambda s: s.is_monotonic_decreasing).all()
+    atlas = interp.run("neuron_atlas", tiny_llama, _config(corpus), save=False)
+    rel = active_on_text(tiny_llama, "abc", k=3, atlas=atlas)
+    stats = atlas.table("neurons").set_index(["layer", "neuron"])
+    for row in rel.itertuples():
+        peak = max(abs(stats.loc[(row.layer, row.neuron), "max"]), abs(stats.loc[(row.layer, row.neuron), "min"]))
+        assert row.relative == pytest.approx(row.activation / peak, rel=1e-5)
+    assert rel.groupby("pos").relative.apply(lambda s: s.is_monotonic_decreasing).all()
+
+
+def test_long_documents_are_chunked_into_windows(tiny_llama, tmp_path):
+    (tmp_path / "long.txt").write_text("x" * 500)  # one document, far longer than a window
+    tokens = plan(tiny_llama, _config(str(tmp_path / "long.txt"), n_tokens=480))
+    assert tokens.shape == (15, 32)
+    assert Path(tmp_path / "long.txt").read_text()[:480] == tiny_llama.tokenizer.decode(tokens.flatten())
+
+
+def test_hist_bins_follow_the_edges():
+    """Arithmetic binning agrees with the edges (away from float rounding at an edge)."""
+    x = torch.cat([torch.logspace(-5, 5, 2001), -torch.logspace(-5, 5, 2001), torch.zeros(3)]) * 1.0001
+    assert len(HIST_EDGES) == N_BINS - 1 and torch.all(HIST_EDGES.diff() > 0)
+    bins = hist_bins(x)
+    edges = torch.cat([torch.tensor([-torch.inf]), HIST_EDGES, torch.tensor([torch.inf])])
+    lower, upper = edges[bins], edges[bins + 1]
+    assert torch.all((x >= lower) | torch.isclose(x, lower, rtol=1e-5))
+    assert torch.all((x <= upper) | torch.isclose(x, upper, rtol=1e-5))
