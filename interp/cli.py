@@ -1,53 +1,85 @@
 """``interp``: the command line.
 
-Every command takes ``--json`` and then prints exactly one JSON document on stdout;
-progress bars and warnings go to stderr. A bad input prints one line,
-``error: ...``, and exits with status 2 (no traceback).
+Every command takes ``--json`` and then prints exactly one strict JSON document on stdout
+(non-finite numbers become ``null``); progress bars and warnings go to stderr. Every way a
+command can fail ends the same way: one line ``error: ...`` on stderr that names the bad
+input and the fix (with ``--json``, also ``{"error": ...}`` on stdout), and exit status 2
+for a bad input, 130 for an interrupt (the line then says what was saved). No traceback,
+unless interp itself has a bug.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import warnings
 
+import typer
+
 from interp.commands import app
+from interp.commands.common import strict_json
 from interp.errors import InterpError
+from interp.storage.cache import last_checkpoint
 
 __all__ = ["app", "main"]
 
 
 def _quiet() -> None:
+    """Library chatter off; interp's own warnings (e.g. the workers cap) as one ``warning:`` line each."""
     warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"interp(\.|$)")
+    warnings.showwarning = lambda message, category, *a, **k: sys.stderr.write(f"warning: {message}\n")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _fail(message: str, code: int, as_json: bool) -> None:
+    message = " ".join(str(message).split())  # one line
+    if as_json:
+        sys.stdout.write(strict_json({"error": message}) + "\n")
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(code)
+
+
+def _usage(exc: typer.TyperException) -> str:
+    """A click usage error in one line, with where to look."""
+    ctx = getattr(exc, "ctx", None)
+    command = f"interp {ctx.info_name}" if ctx is not None and ctx.parent is not None else "interp"
+    where = f"; see `{command} --help`"
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.stderr.write(exc.format_message() + "\n")
+        return "no command given: choose one of the commands above, e.g. `interp info`"
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return text.rstrip(".") + where
+
+
+def _interrupted() -> str:
+    saved = last_checkpoint()
+    if saved:
+        return f"interrupted; a checkpoint is saved at {saved}: rerun the same command to resume from it"
+    return "interrupted; nothing was saved (no Result, no checkpoint)"
+
 
 def main() -> None:
-    """Entry point: run the app, turning InterpError into one line and exit status 2."""
+    """Entry point: run the app; every failure ends in one ``error:`` line (see the module docstring)."""
     _quiet()
     as_json = "--json" in sys.argv
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130
     except InterpError as exc:
-        if as_json:
-            sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
-    except Exception as exc:  # click usage errors, aborts
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
-            sys.stderr.write("interrupted\n")
-            sys.exit(130)
-        raise
+        _fail(str(exc), 2, as_json)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail(_interrupted(), 130, as_json)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # click's usage errors (typer bundles its own click)
+        _fail(_usage(exc), 2, as_json)
+    if code == 130:
+        _fail(_interrupted(), 130, as_json)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import typing
 from dataclasses import dataclass, field
@@ -34,10 +35,43 @@ from interp.errors import InterpError
 CONFIGS: dict[str, type[Config]] = {}
 
 
-def option(default: Any, help: str = "", flags: tuple[str, ...] = (), split: bool = True) -> Any:  # noqa: A002
-    """A config field with its CLI help, optional extra flags (e.g. ``("-k",)``) and, for a tuple of
-    strings, whether the CLI splits each value at commas (``split=False`` for free text: prompts)."""
-    return field(default=default, metadata={"help": help, "flags": flags, "split": split})
+def option(default: Any, help: str = "", flags: tuple[str, ...] = (), split: bool = True,  # noqa: A002
+           min: int | float | None = None, max: int | float | None = None, above: int | float | None = None,  # noqa: A002
+           choices: tuple | None = None, nonempty: bool = False) -> Any:
+    """A config field: its default, its CLI help and extra flags (e.g. ``("-k",)``), whether the CLI
+    splits a tuple of strings at commas (``split=False`` for free text: prompts), and what values it
+    accepts: ``min``/``max`` (inclusive), ``above`` (exclusive), ``choices`` (for a tuple: each
+    element), ``nonempty`` (a tuple needs at least one element). Numbers must be finite. ``Config``
+    checks them all when it is built, before any work."""
+    return field(default=default, metadata={"help": help, "flags": flags, "split": split, "min": min, "max": max,
+                                            "above": above, "choices": choices, "nonempty": nonempty})
+
+
+def _flag(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def check_field(f, value) -> None:
+    """Raise ``InterpError`` unless ``value`` is allowed for field ``f`` (see ``option``)."""
+    meta = f.metadata
+    if meta.get("nonempty") and not value:
+        raise InterpError(f"{_flag(f.name)} needs at least one value"
+                          + (f" of {', '.join(map(str, meta['choices']))}" if meta.get("choices") else ""))
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InterpError(f"{_flag(f.name)} must be a finite number, got {v}")
+        if isinstance(v, (int, float)):
+            if meta.get("min") is not None and v < meta["min"]:
+                raise InterpError(f"{_flag(f.name)} must be at least {meta['min']:g}, got {v:g}")
+            if meta.get("max") is not None and v > meta["max"]:
+                raise InterpError(f"{_flag(f.name)} must be at most {meta['max']:g}, got {v:g}")
+            if meta.get("above") is not None and not v > meta["above"]:
+                raise InterpError(f"{_flag(f.name)} must be more than {meta['above']:g}, got {v:g}")
+        if meta.get("choices") and v not in meta["choices"]:
+            raise InterpError(f"{_flag(f.name)}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +83,10 @@ class Config:
     VERSION: ClassVar[int] = 1
     # fields that change how a run executes but not its Result (e.g. Ray workers)
     NOT_IDENTITY: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            check_field(f, getattr(self, f.name))
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -104,6 +142,18 @@ def config_from(analysis: str, data: dict) -> Config | UntypedConfig:
         return cls.from_dict(data) if cls else UntypedConfig(dict(data))
     except (InterpError, TypeError):  # written by another version of the analysis: keep it readable
         return UntypedConfig(dict(data))
+
+
+def unmeasured(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (a metric that could not be measured,
+    e.g. paraphrase accuracy with no paraphrases), so only real failures count as non-finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: unmeasured(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unmeasured(v) for v in value]
+    return value
 
 
 def _version(package: str) -> str:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from interp.errors import InterpError
+from interp.errors import InterpError, non_finite
+from interp.paths import runs_root
 from interp.result import CONFIGS, Config, Result
-from interp.storage import find_runs, load_result, save_result
+from interp.storage import ensure_writable, find_runs, load_result, save_result, verify_run
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,14 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     """Run analysis ``name`` on ``model`` with a config (or options for its fields)."""
     analysis = get_analysis(name)
     config = make_config(name, config, **options)
+    if save:
+        ensure_writable(runs_root() / name)  # before the work, not after it
     result = analysis.run(model, config)
+    bad = non_finite(result.metrics)
+    if bad:
+        raise InterpError(f"{name} produced non-finite results ({', '.join(bad[:5])}): nothing was stored. The "
+                          "inputs push the model out of range (a huge clamp value or noise?) or its weights hold "
+                          "NaN; check them with `interp info`")
     if save:
         save_result(result)
     return result
@@ -84,7 +93,9 @@ def cached_run(name: str, model, config: Config | None = None, **options) -> Res
     """Like ``run``, but reuse a stored Result with the same identity (config and the
     analysis's ``VERSION``) and weights hash."""
     config = make_config(name, config, **options)
-    hits = find_runs(name, config, model.weights_hash)
-    if hits:
-        return load_result(hits[0])
+    for hit in find_runs(name, config, model.weights_hash):
+        problems = verify_run(hit)
+        if not problems:
+            return load_result(hit)
+        warnings.warn(f"stored run {hit} is damaged ({'; '.join(problems)}); not reusing it", stacklevel=2)
     return run(name, model, config)

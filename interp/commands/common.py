@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import sys
 import typing
 from collections.abc import Callable
@@ -34,9 +35,32 @@ JSON = typer.Option(False, "--json", help="print one JSON document on stdout")
 COMMON = ("model", "device", "dtype", "as_json", "save")
 
 
+def _finite(value: Any, where: str, bad: list[str]) -> Any:
+    """``value`` with every NaN or infinity replaced by ``None`` (their places listed in ``bad``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        bad.append(where or "value")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), bad) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{where}[{i}]", bad) for i, v in enumerate(value)]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return _finite(value.item(), where, bad)
+    return value
+
+
+def strict_json(data: Any) -> str:
+    """JSON that strict parsers accept: non-finite numbers become ``null``, listed under ``non_finite``."""
+    bad: list[str] = []
+    clean = _finite(data, "", bad)
+    if bad and isinstance(clean, dict):
+        clean["non_finite"] = bad
+    return json.dumps(clean, default=str, allow_nan=False)
+
+
 def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        sys.stdout.write(strict_json(data) + "\n")
     else:
         human(data)
 
@@ -53,9 +77,12 @@ def parse_layers(text: str) -> tuple[int, ...]:
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         try:
             a, _, b = part.partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+            lo, hi = int(a), int(b) if b else int(a)
         except ValueError:
-            raise InterpError(f"cannot read {text!r}: write integers or ranges, e.g. 0-3,7") from None
+            raise InterpError(f"cannot read {text!r}: write non-negative integers or ranges, e.g. 0-3,7") from None
+        if hi < lo:
+            raise InterpError(f"the range {part!r} runs backwards: write {hi}-{lo}")
+        out += range(lo, hi + 1)
     return tuple(out)
 
 
@@ -145,12 +172,12 @@ def config_command(name: str, analysis: str, human: Callable, *, cached: bool = 
     params = [_parameter(f, kind) for f, kind in fields] + _common()
 
     def command(**kwargs):
-        model = load(kwargs["model"], kwargs["device"], kwargs["dtype"])
         options = {f.name: convert(kind, kwargs[f.name], _free_text(f)) if kind in ("ints", "strs")
                    else kwargs[f.name] for f, kind in fields}
+        config = spec.config.from_dict(options)  # every declared check, before the model loads
+        model = load(kwargs["model"], kwargs["device"], kwargs["dtype"])
         if prepare:
-            options = prepare(model, options)
-        config = spec.config.from_dict(options)
+            config = spec.config.from_dict(prepare(model, config.to_dict()))
         result = cached_run(analysis, model, config) if cached else run(analysis, model, config,
                                                                         save=kwargs["save"])
         data = result.summary() | (extra(result) if extra else {})

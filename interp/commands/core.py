@@ -34,10 +34,35 @@ def info(model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: 
 
 
 @app.command()
-def runs(analysis: str | None = typer.Option(None, "--analysis", "-a"), as_json: bool = JSON):
-    """List stored runs (from $INTERP_RUNS, default ./runs)."""
-    from interp.storage import list_runs
+def runs(analysis: str | None = typer.Option(None, "--analysis", "-a"),
+         check: bool = typer.Option(False, "--check", help="verify every run's files; list the damaged ones"),
+         prune: bool = typer.Option(False, "--prune", help="remove the damaged runs (implies --check)"),
+         as_json: bool = JSON):
+    """List stored runs (from $INTERP_RUNS, default ./runs); --check / --prune find and remove damaged ones."""
+    import shutil
+    import warnings
 
+    from interp.storage import damaged_runs, list_runs, verify_run
+
+    if check or prune:
+        bad = damaged_runs()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the damaged ones are listed below, not warned about
+            listed = list_runs(analysis)
+        bad += [(p, "; ".join(why)) for p in (listed.path if len(listed) else []) if (why := verify_run(p))]
+        if prune:
+            for path, _ in bad:
+                shutil.rmtree(path, ignore_errors=True)
+        rows = [{"path": p, "problem": why, "removed": prune} for p, why in bad]
+
+        def report(rs):
+            if not rs:
+                typer.echo("every stored run is intact")
+            for r in rs:
+                typer.echo(f"{'removed' if r['removed'] else 'damaged'}: {r['path']}: {r['problem']}")
+
+        emit(rows, as_json, report)
+        return
     df = list_runs(analysis)
     rows = df.drop(columns=["config"]).to_dict("records") if len(df) else []
 
@@ -79,6 +104,8 @@ def neuron(
 def data(
     path: str = typer.Argument(..., help="a JSONL file, builtin:NAME, or a corpus source"),
     kind: str = typer.Option("facts", "--kind", help="facts, pairs or corpus"),
+    model: str = typer.Option("smollm2-135m", "--model", "-m",
+                              help="pairs only: the model whose tokenizer must line the pairs up (as patch does)"),
     as_json: bool = JSON,
 ):
     """Validate a prompt set or corpus and summarise it (bad lines are named)."""
@@ -87,7 +114,11 @@ def data(
     if kind == "facts":
         records = [f.to_dict() for f in load_facts(path)]
     elif kind == "pairs":
-        records = [p.to_dict() for p in load_pairs(path)]
+        from interp.analyses.patching.engine import prepare
+
+        pairs = load_pairs(path)
+        prepare(load(model, "cpu", "float32"), pairs)  # equal token lengths, one-token answers: what patch needs
+        records = [p.to_dict() for p in pairs]
     elif kind == "corpus":
         docs = [d for d in load_corpus(path) if d.strip()]
         if not docs:
@@ -123,7 +154,7 @@ def run_any(
         emit(listing, as_json, human)
         return
     spec = get_analysis(name)
-    config = spec.config.from_dict(parse_options(spec.config, list(ctx.args)))
+    config = spec.config.from_dict(parse_options(spec.config, list(ctx.args)))  # checked before the model loads
     result = run(name, load(model, device, dtype), config, save=save)
 
     def human(r):

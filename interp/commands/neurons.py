@@ -31,7 +31,7 @@ config_command("decode", "lm_head_decoding", lambda r: typer.echo(
 @app.command("neurons-for")
 def neurons_for_cmd(
     token: str = typer.Option(..., "--token", "-t", help="token text with its leading space, e.g. ' Paris'"),
-    k: int = typer.Option(10, "-k"),
+    k: int = typer.Option(10, "-k", min=1, help="neurons to list"),
     side: str = typer.Option("out", help="out: promotes the token; up/gate: read the token's embedding"),
     model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
 ):
@@ -46,9 +46,9 @@ def neurons_for_cmd(
     table = neurons_for(cached_run("lm_head_decoding", m), token_id, k, side)
     rows = table.to_dict("records")
 
-    def human(rs):
-        typer.echo(f"neurons promoting {token!r} (token {token_id}):")
-        for r in rs:
+    def human(d):
+        typer.echo(f"neurons {'promoting' if side == 'out' else 'reading'} {token!r} (token {token_id}, {side} side):")
+        for r in d["neurons"]:
             typer.echo(f"  {r['rank']:>2}. neuron {r['layer']}.{r['neuron']:<6} score {r['score']:+.3f}")
 
     emit({"token": token, "token_id": token_id, "neurons": rows}, as_json, human)

@@ -26,7 +26,8 @@ config_command("patch", "patching", _patch,
 def patch_compare(
     run_a: str = typer.Argument(..., help="the ground truth (activation patching): run id or directory"),
     run_b: str = typer.Argument(..., help="the approximation (attribution or relp)"),
-    k: int = typer.Option(10, "-k", help="top-k for the overlap"),
+    k: int = typer.Option(10, "-k", min=1, help="top-k for the overlap"),
+    force: bool = typer.Option(False, "--force", help="compare runs on different pairs or metrics anyway"),
     as_json: bool = JSON,
 ):
     """Per component type: Pearson, Spearman and top-k overlap of two patching runs."""
@@ -34,10 +35,12 @@ def patch_compare(
     from interp.storage import load_result, resolve_run
 
     a, b = load_result(resolve_run(run_a)), load_result(resolve_run(run_b))
-    table = compare(a, b, k=k)
+    table = compare(a, b, k=k, force=force)
 
     def human(df):
         typer.echo(f"{b.metrics['method']} vs {a.metrics['method']} ({a.run_id} / {b.run_id})")
+        if "forced" in df:
+            typer.echo(f"compared with --force, although {df.forced.iloc[0]}")
         typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
     emit(table.to_dict("records"), as_json, lambda _: human(table))

@@ -73,7 +73,7 @@ def _one(source: str, model) -> Corpus:
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as exc:
         raise InterpError(f"{path} is not UTF-8 text: invalid byte at offset {exc.start}; "
                           "convert it (e.g. iconv -t UTF-8) first") from None

@@ -17,6 +17,11 @@ from interp.errors import InterpError
 Schema = dict[str, type]
 
 
+@dataclasses.dataclass(frozen=True)
+class EmptyRecord:
+    """Any JSON object (to look at a file before knowing its schema)."""
+
+
 def schema_of(record_type) -> Schema:
     """Field name -> type of a dataclass (the one declaration of a JSONL schema)."""
     hints = typing.get_type_hints(record_type)
@@ -30,7 +35,7 @@ def read_jsonl(path: str | Path, record_type, what: str = "record") -> list[dict
     if not path.is_file():
         raise InterpError(f"{what} file {str(path)!r} does not exist")
     records = []
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with open(path, encoding="utf-8-sig", errors="strict") as f:
         try:
             lines = list(f)
         except UnicodeDecodeError as exc:

@@ -81,6 +81,17 @@ def load_facts(source: str | Path) -> list[Fact]:
     return facts
 
 
+def unique_facts(facts: list[Fact]) -> tuple[list[Fact], int]:
+    """The facts with repeated (prompt, answer) dropped (first kept), and how many were dropped:
+    a fact must never land on both sides of a train/held-out split."""
+    seen, out = set(), []
+    for f in facts:
+        if (f.prompt, f.answer) not in seen:
+            seen.add((f.prompt, f.answer))
+            out.append(f)
+    return out, len(facts) - len(out)
+
+
 def load_pairs(source: str | Path) -> list[Pair]:
     path = resolve(source, "pairs")
     return [Pair.from_record(rec) for rec in read_jsonl(path, Pair, "pair")]

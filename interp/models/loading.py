@@ -32,7 +32,7 @@ from interp.errors import InterpError
 from interp.models.model import Model, hash_weights
 from interp.models.tiny import build_tiny
 from interp.paths import interp_home
-from interp.storage.cache import Entry, atomic_dir
+from interp.storage.cache import Entry, atomic_dir, file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,14 @@ def load_model(
     elif spec == EMBEDDED:
         hf_model, tokenizer, meta = _load_embedded()
         name, source, known_hash = HF_NAME[EMBEDDED], meta["source"], meta["weights_hash"]
+    elif str(spec).endswith(".gguf"):
+        hf_model, tokenizer = _load_gguf(Path(spec).expanduser())
+        name, source = Path(spec).stem, f"gguf:{Path(spec).resolve()}"
     else:
         device_map = device if device in DEVICE_MAPS else None
         hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
+    _check_finite(spec, hf_model)
     if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
         one = device if device not in DEVICE_MAPS else "cuda" if torch.cuda.is_available() else "cpu"
         hf_model = hf_model.to(device=one, dtype=dtype)
@@ -88,6 +92,49 @@ def load_model(
 
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _check_finite(spec: str, hf_model) -> None:
+    """Damaged weights answer with NaN probabilities: refuse them at load instead."""
+    for name, p in hf_model.named_parameters():
+        if p.is_floating_point() and p.device.type != "meta" and not bool(torch.isfinite(p).all()):
+            raise InterpError(f"the weights of {spec!r} hold NaN or inf ({name}): the checkpoint is damaged; "
+                              "download it again (or delete the cache under $INTERP_HOME/models)")
+
+
+def _load_gguf(path: Path):
+    """A local GGUF file, dequantized by transformers (no network)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not path.is_file():
+        raise InterpError(f"GGUF file {str(path)!r} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
+                                                     attn_implementation="eager")
+    except Exception as exc:
+        raise InterpError(f"cannot load GGUF file {str(path)!r} ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]})") from None
+    model.config.quantization_config = None
+    return model, tokenizer
+
+
+def _check_model_dir(local: Path) -> None:
+    """Name what a local model directory lacks, before transformers fails on it."""
+    names = {p.name for p in local.iterdir()}
+    if "config.json" not in names:
+        raise InterpError(f"model directory {str(local)!r} has no config.json: it needs config.json, "
+                          "safetensors weights and the tokenizer files (tokenizer.json or tokenizer.model)")
+    weights = [n for n in names if n.endswith(".safetensors") or n.endswith(".safetensors.index.json")]
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    if not weights and pickles:
+        raise InterpError(f"model directory {str(local)!r} has only pickle weights ({', '.join(sorted(pickles))}); "
+                          "interp never unpickles (it can run code): convert them to safetensors first")
+    if not weights:
+        raise InterpError(f"model directory {str(local)!r} has no safetensors weights (model.safetensors)")
+    if not names & {"tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json"}:
+        raise InterpError(f"model directory {str(local)!r} has no tokenizer files (tokenizer.json, "
+                          "tokenizer.model or vocab.json + merges.txt)")
 
 # --- edited models: a base spec plus the tensors that changed ------------------------------
 
@@ -127,6 +174,10 @@ def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> 
 
 
 def _check_device(device: str) -> None:
+    import re
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?|auto|balanced|balanced_low_0|sequential", str(device)):
+        raise InterpError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps, or auto (spread over every GPU)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InterpError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     if device.startswith("mps") and not torch.backends.mps.is_available():
@@ -150,7 +201,7 @@ def gguf_path() -> Path:
     return path
 
 
-CACHE_VERSION = 1  # bump when the cache layout or the dequantization changes
+CACHE_VERSION = 2  # bump when the cache layout or the dequantization changes (2: the file fingerprint)
 
 
 def _embedded_entry() -> Entry:
@@ -165,13 +216,16 @@ def _read_cache(cache: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    meta = json.loads((cache / "interp.json").read_text())
+    if not {"source", "weights_hash", "file_fingerprint"} <= set(meta):
+        raise ValueError("interp.json is incomplete")
+    if file_fingerprint(cache / "model.safetensors") != meta["file_fingerprint"]:
+        raise ValueError("model.safetensors differs from what was written")
     hf_logging.disable_progress_bar()  # a sub-second load needs no bar
     model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True,
                                                  attn_implementation="eager")
     tokenizer = AutoTokenizer.from_pretrained(cache)
-    meta = json.loads((cache / "interp.json").read_text())
-    if not {"source", "weights_hash"} <= set(meta):
-        raise ValueError("interp.json is incomplete")
+    _check_finite(EMBEDDED, model)
     return model, tokenizer, meta
 
 
@@ -203,7 +257,8 @@ def _build_embedded_cache(entry: Entry):
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         tokenizer.save_pretrained(tmp)
         meta = {"source": f"gguf:{gguf.name}:sha256={_sha256(gguf)[:16]}",
-                "weights_hash": hash_weights(model.state_dict())}
+                "weights_hash": hash_weights(model.state_dict()),
+                "file_fingerprint": file_fingerprint(tmp / "model.safetensors")}
         (tmp / "interp.json").write_text(json.dumps(meta))
     model.config.quantization_config = None
     return model, tokenizer, meta
@@ -225,8 +280,13 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
 
     local = Path(spec).expanduser()
     looks_like_path = spec.startswith((".", "/", "~")) or local.exists()
-    if looks_like_path and not local.is_dir():
+    if looks_like_path and not local.exists():
         raise InterpError(f"model directory {spec!r} does not exist")
+    if looks_like_path and not local.is_dir():
+        raise InterpError(f"{spec!r} is a file, not a model directory: give a directory with config.json, "
+                          "safetensors weights and tokenizer files, or a .gguf file")
+    if looks_like_path:
+        _check_model_dir(local)
     if not looks_like_path and not _hub_cached(spec) and not _hub_reachable():
         raise InterpError(
             f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "

@@ -60,12 +60,23 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class Entry:
-    """One cache entry (see the module docstring)."""
+_LAST_CHECKPOINT: list[Path] = []
 
-    def __init__(self, root: Path, kind: str, name: str, key: Any = None, version: int = 1):
+
+def last_checkpoint() -> Path | None:
+    """The checkpoint written last in this process, if it is still on disk (what an interrupt leaves)."""
+    return _LAST_CHECKPOINT[-1] if _LAST_CHECKPOINT and _LAST_CHECKPOINT[-1].exists() else None
+
+
+class Entry:
+    """One cache entry (see the module docstring). ``checkpoint=True`` marks a resumable job's state:
+    the CLI names the last one written when a run is interrupted."""
+
+    def __init__(self, root: Path, kind: str, name: str, key: Any = None, version: int = 1,
+                 checkpoint: bool = False):
         suffix = f"-{digest(key, version)}" if key is not None else ""
         self.path = Path(root) / kind / f"{name}{suffix}"
+        self.checkpoint = checkpoint
 
     def exists(self) -> bool:
         return self.path.is_dir()
@@ -85,6 +96,8 @@ class Entry:
     def write(self) -> Iterator[Path]:
         with atomic_dir(self.path) as tmp:
             yield tmp
+        if self.checkpoint:
+            _LAST_CHECKPOINT.append(self.path)
 
     def clear(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -124,3 +137,43 @@ def load_tensors(path: Path) -> Any:
         return node
 
     return build(json.loads(Path(f"{path}.json").read_text()))
+
+
+def file_fingerprint(path: Path, blocks: int = 64, block: int = 1 << 16) -> str:
+    """A cheap fingerprint of a large file: its size and ``blocks`` evenly spaced ``block``-byte reads
+    (4 MiB of a 540 MB cache, a few milliseconds). It catches truncation and damage where a sampled
+    block lands; a full hash of every byte would add seconds to every model load."""
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.blake2b(digest_size=12)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        for i in range(blocks):
+            f.seek(max(0, (size - block) * i // max(1, blocks - 1)))
+            h.update(f.read(block))
+    return h.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    """The sha256 of every byte of ``path`` (for the files of a stored Result)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def ensure_writable(directory: Path) -> Path:
+    """``directory`` (created if missing) if interp can write there; else a one-line ``InterpError``
+    said before any work starts."""
+    from interp.errors import InterpError
+
+    directory = Path(directory).absolute()
+    existing = next(p for p in [directory, *directory.parents] if p.exists())  # creates nothing: a bad input
+    if not existing.is_dir():                                                   # must leave no empty folder
+        raise InterpError(f"cannot store Results under {directory}: {existing} is a file, not a folder; "
+                          "set INTERP_RUNS to a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise InterpError(f"cannot write Results to {directory} ({exc.strerror or exc}): make it writable or "
+                          "set INTERP_RUNS to a writable folder") from None
+    return directory

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from safetensors.torch import load_file, save_file
 
 from interp.errors import InterpError
 from interp.paths import runs_root
 from interp.result import Result, config_from
-from interp.storage.cache import atomic_dir
+from interp.storage.cache import atomic_dir, file_hash
 
 FORMAT = 1
 
@@ -26,20 +28,46 @@ def save_result(result: Result, directory: str | Path | None = None) -> Path:
         if result.tensors:
             save_file({k: v.detach().cpu().contiguous() for k, v in result.tensors.items()},
                       tmp / "tensors.safetensors")
+        non_finite: list = []
         meta = {
             "format": FORMAT,
             "analysis": result.analysis,
             "run_id": result.run_id,
             "config": result.config.to_dict(),
             "provenance": result.provenance,
-            "metrics": result.metrics,
+            "metrics": _strict(result.metrics, ["metrics"], non_finite),
             "notes": result.notes,
             "tables": sorted(result.tables),
             "tensors": sorted(result.tensors),
         }
-        (tmp / "result.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        meta["non_finite"] = non_finite  # strict JSON: NaN/inf are stored as null and restored on load
+        meta["files"] = {str(f.relative_to(tmp)): [f.stat().st_size, file_hash(f)]  # checked before reuse
+                         for f in sorted(tmp.rglob("*")) if f.is_file()}
+        (tmp / "result.json").write_text(json.dumps(meta, indent=2, default=_json_default, allow_nan=False))
     result.path = target
     return target
+
+
+def _strict(value, where: list, found: list):
+    """``value`` with non-finite floats as ``None``; ``[path, repr]`` of each in ``found`` (to restore them)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append([where, repr(value)])
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v, [*where, k], found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v, [*where, i], found) for i, v in enumerate(value)]
+    return value
+
+
+def _restore(meta: dict) -> None:
+    for (*parents, last), text in meta.get("non_finite", []):
+        node = meta
+        for key in parents:
+            node = node[key]
+        node[last] = float(text)
 
 
 def _json_default(value):
@@ -50,15 +78,71 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in result.json")
 
 
+def read_meta(directory: Path) -> dict:
+    """``result.json`` of a run, or an ``InterpError`` that says what is damaged and how to clean up."""
+    meta_path = Path(directory) / "result.json"
+    if not meta_path.is_file():
+        raise InterpError(f"{directory} is not a stored run (no result.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(directory, f"result.json is not valid JSON ({type(exc).__name__})") from None
+    missing = {"analysis", "run_id", "config", "provenance", "metrics", "tables", "tensors"} - (
+        set(meta) if isinstance(meta, dict) else set())
+    if missing:
+        raise damaged(directory, f"result.json lacks {sorted(missing)}")
+    return meta
+
+
+def damaged(directory, why: str) -> InterpError:
+    return InterpError(f"stored run {directory} is damaged: {why}; `interp runs --check` lists damaged runs and "
+                       "`interp runs --prune` removes them")
+
+
+def verify_run(directory: str | Path) -> list[str]:
+    """What is wrong with a stored run (empty: nothing). Files are checked against the sizes and
+    hashes recorded when it was saved; runs saved before those were recorded get a structural check."""
+    directory = Path(directory)
+    try:
+        meta = read_meta(directory)
+    except InterpError as exc:
+        return [str(exc).split(": ", 1)[-1].split("; `interp runs")[0]]
+    problems = []
+    files = meta.get("files")
+    if files:
+        for name, (size, digest) in files.items():
+            f = directory / name
+            if not f.is_file():
+                problems.append(f"{name} is missing")
+            elif f.stat().st_size != size or file_hash(f) != digest:
+                problems.append(f"{name} differs from what was saved")
+        return problems
+    from safetensors import safe_open
+
+    for name in meta["tables"]:
+        try:
+            pq.read_metadata(directory / "tables" / f"{name}.parquet")
+        except Exception as exc:
+            problems.append(f"tables/{name}.parquet is unreadable ({type(exc).__name__})")
+    if meta["tensors"]:
+        try:
+            with safe_open(directory / "tensors.safetensors", "pt") as f:
+                f.keys()
+        except Exception as exc:
+            problems.append(f"tensors.safetensors is unreadable ({type(exc).__name__})")
+    return problems
+
+
 def load_result(directory: str | Path) -> Result:
     """The stored Result in ``directory``, with its typed config; tables load on first use."""
     directory = Path(directory)
-    meta_path = directory / "result.json"
-    if not meta_path.is_file():
-        raise InterpError(f"{directory} is not a stored run (no result.json)")
-    meta = json.loads(meta_path.read_text())
-    tables = LazyTables({name: directory / "tables" / f"{name}.parquet" for name in meta["tables"]})
-    tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
+    meta = read_meta(directory)
+    _restore(meta)
+    tables = LazyTables({name: directory / "tables" / f"{name}.parquet" for name in meta["tables"]}, directory)
+    try:
+        tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
+    except Exception as exc:
+        raise damaged(directory, f"tensors.safetensors is unreadable ({type(exc).__name__})") from None
     return Result(
         analysis=meta["analysis"],
         config=config_from(meta["analysis"], meta["config"]),
@@ -76,13 +160,18 @@ class LazyTables(dict):
     """Tables that are read from Parquet on first access (large decoding tables
     should not slow down a look-up that needs only the tensors)."""
 
-    def __init__(self, paths: dict[str, Path]):
+    def __init__(self, paths: dict[str, Path], directory: Path | None = None):
         super().__init__(paths)
+        self.directory = directory
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         value = super().__getitem__(name)
         if isinstance(value, Path):
-            value = pd.read_parquet(value)
+            try:
+                value = pd.read_parquet(value)
+            except Exception as exc:
+                raise damaged(self.directory or value.parent.parent,
+                              f"tables/{name}.parquet is unreadable ({type(exc).__name__})") from None
             super().__setitem__(name, value)
         return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -11,21 +12,42 @@ import pandas as pd
 
 from interp.errors import InterpError
 from interp.paths import runs_root
+from interp.storage.results import read_meta
 
 COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
 EXTRA = ["config", "analysis_version", "mtime"]
 
 
+_WARNED: set[str] = set()
+
+
+def damaged_runs(root: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(path, what is wrong)`` for every run under the store whose ``result.json`` cannot be read."""
+    root = Path(root) if root else runs_root()
+    out = []
+    for meta_path in sorted(root.glob("*/*/result.json")) if root.is_dir() else []:
+        if meta_path.parent.name.startswith("."):
+            continue
+        try:
+            read_meta(meta_path.parent)
+        except InterpError as exc:
+            out.append((str(meta_path.parent), str(exc)))
+    return out
+
+
 def _index(root: Path) -> pd.DataFrame:
     rows = []
-    for meta_path in sorted(root.glob("*/*/result.json")):
+    for meta_path in sorted(root.glob("*/*/result.json")) if root.is_dir() else []:
         if meta_path.parent.name.startswith("."):
             continue  # a temporary or superseded directory
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            meta = read_meta(meta_path.parent)
+        except InterpError as exc:  # one damaged run never hides the others
+            if str(meta_path) not in _WARNED:
+                _WARNED.add(str(meta_path))
+                warnings.warn(f"skipping {exc}", stacklevel=2)
             continue
-        prov = meta.get("provenance", {})
+        prov = meta.get("provenance") or {}
         rows.append({
             "analysis": meta.get("analysis"),
             "run_id": meta.get("run_id"),
@@ -94,11 +116,15 @@ def resolve_run(ref: str | Path) -> Path:
     """A run directory from a path or a run id (or a unique prefix of one) in the store."""
     path = Path(ref)
     if (path / "result.json").is_file():
+        read_meta(path)  # a damaged run says so here
         return path
     runs = list_runs()
     hits = [p for rid, p in zip(runs.run_id, runs.path) if str(rid).startswith(str(ref))] if len(runs) else []
     if len(hits) == 1:
         return Path(hits[0])
     if not hits:
+        broken = [(p, why) for p, why in damaged_runs() if Path(p).name.startswith(str(ref))]
+        if broken:
+            raise InterpError(broken[0][1])
         raise InterpError(f"no stored run {str(ref)!r}: give a run directory or a run id from `interp runs`")
     raise InterpError(f"{str(ref)!r} matches {len(hits)} runs; give more of the run id")

@@ -49,3 +49,17 @@ def test_corrupt_cache_is_rebuilt(smol, tmp_path, monkeypatch):
         rebuilt = load_model("smollm2-135m")
     assert rebuilt.weights_hash == smol.weights_hash
     assert (cache / "model.safetensors").stat().st_size > 100_000_000
+
+
+def test_a_gguf_path_is_a_model_spec(smol):
+    """The embedded GGUF loaded by its path gives the same logits as the embedded (cached) spec."""
+    import torch
+
+    from interp.models import load_model
+    from interp.models.loading import gguf_path
+
+    direct = load_model(str(gguf_path()))
+    tokens = smol.to_tokens("The capital of France is")
+    with torch.no_grad():
+        assert torch.equal(direct(tokens), smol(tokens))
+    assert direct.source.startswith("gguf:") and direct.weights_hash == smol.weights_hash

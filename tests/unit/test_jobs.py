@@ -10,9 +10,10 @@ from interp.progress import bar
 
 
 def test_a_job_reports_progress_and_returns_its_result():
-    seen = []
+    seen, submitted = [], threading.Event()
 
     def work():
+        submitted.wait(5)  # `job` is bound once submit returns
         with bar(total=4, desc="work", unit="step") as b:
             for _ in range(4):
                 b.update(1)
@@ -21,6 +22,7 @@ def test_a_job_reports_progress_and_returns_its_result():
 
     runner = JobRunner()
     job = runner.submit("demo", work)
+    submitted.set()
     assert job.wait(30).status == "done" and job.result == 42
     assert seen[-1] == 1.0 and seen == sorted(seen) and "work" in job.message
 

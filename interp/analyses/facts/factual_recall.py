@@ -48,14 +48,16 @@ from interp.tracing import Write, intervene, record
 class FactualConfig(Config):
     facts: str = option("builtin:capitals",
                         "builtin:capitals|languages|city_country|makers, or a facts JSONL", flags=("-f",))
-    n: int = option(0, "facts to read (0: all)")
+    n: int = option(0, "facts to read (0: all)", min=0)
     only_correct: bool = option(True, "decompose only facts answered correctly at top-1")
-    mlp_layer: int = option(-1, "the MLP to decompose into neurons (-1: the largest DLA)", flags=("--layer", "-l"))
+    mlp_layer: int = option(-1, "the MLP to decompose into neurons (-1: the largest DLA)", flags=("--layer", "-l"),
+                            min=-1)
     activation_layer: int = option(-1,
-                                   "the MLP regressed on the heads (-1: the block of the top argument-passing head)")
-    top_heads: int = option(5, "argument-passing heads the MLP is regressed on")
-    top_neurons: int = option(20, "neurons listed in the metrics")
-    batch_size: int = option(32, "prompts per forward pass")
+                                   "the MLP regressed on the heads (-1: the block of the top argument-passing head)",
+                                   min=-1)
+    top_heads: int = option(5, "argument-passing heads the MLP is regressed on", min=1)
+    top_neurons: int = option(20, "neurons listed in the metrics", min=1)
+    batch_size: int = option(32, "prompts per forward pass", min=1)
 
 
 def score_facts(model, facts: list[Fact], batch_size: int = 32) -> pd.DataFrame:

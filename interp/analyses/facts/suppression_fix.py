@@ -32,7 +32,7 @@ from torch import Tensor
 from interp.analyses.base import register
 from interp.analyses.facts.factual_recall import score_facts
 from interp.datasets.corpus import window_tensor
-from interp.datasets.prompts import load_facts
+from interp.datasets.prompts import load_facts, unique_facts
 from interp.errors import InterpError
 from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla
 from interp.names import hook_name
@@ -46,15 +46,16 @@ TARGETS = ("neurons", "mlp", "attn")
 class FixConfig(Config):
     facts: str = option("builtin:capitals",
                         "builtin:capitals|languages|city_country|makers, or a facts JSONL", flags=("-f",))
-    target: str = option("neurons", "neurons, mlp or attn of the final layer")
+    target: str = option("neurons", "neurons, mlp or attn of the final layer", choices=TARGETS)
     layer: int = option(-1, "-1: the final layer")
-    k: int = option(10, "suppressing neurons to scale (target=neurons)", flags=("-k",))
+    k: int = option(10, "suppressing neurons to scale (target=neurons)", flags=("-k",), min=1)
     scale: float = option(0.0, "multiply the target's output by this")
-    train_fraction: float = option(0.5, "share of facts that choose the neurons; the rest is held out")
+    train_fraction: float = option(0.5, "share of facts that choose the neurons; the rest is held out", min=0.05,
+                                   max=0.95)
     corpus: str = option("stdlib-docs", "text for the LM-loss side cost")
-    corpus_tokens: int = option(4096, "tokens of that text")
-    seq_len: int = option(128, "tokens per corpus window")
-    batch_size: int = option(32, "prompts per forward pass")
+    corpus_tokens: int = option(4096, "tokens of that text", min=1)
+    seq_len: int = option(128, "tokens per corpus window", min=2)
+    batch_size: int = option(32, "prompts per forward pass", min=1)
 
 
 def _last_effects(model, facts_df: pd.DataFrame, layer: int, batch_size: int) -> dict[str, Tensor]:
@@ -90,12 +91,8 @@ def scaling_writes(model, target: str, layer: int, scale: float, neurons: list[i
 @register("factual_fix", FixConfig)
 def run(model, config: FixConfig) -> Result:
     """Scale down final-layer components that suppress correct answers; measure held-out gain and LM-loss cost."""
-    if config.target not in TARGETS:
-        raise InterpError(f"unknown target {config.target!r}: choose one of {', '.join(TARGETS)}")
-    if not 0.05 <= config.train_fraction <= 0.95:
-        raise InterpError(f"train_fraction must be between 0.05 and 0.95, got {config.train_fraction}")
-    layer = model.check_layer(config.layer % model.n_layers)
-    facts = load_facts(config.facts)
+    layer = model.check_layer(config.layer + model.n_layers if config.layer < 0 else config.layer)
+    facts, duplicates = unique_facts(load_facts(config.facts))  # a repeated fact would leak into held-out
     scored = score_facts(model, facts, config.batch_size)
     order = list(range(len(scored)))
     random.Random(config.seed).shuffle(order)
@@ -127,6 +124,7 @@ def run(model, config: FixConfig) -> Result:
     metrics = {
         "target": config.target, "layer": layer, "neurons": [f"{layer}.{n}" for n in neurons or []],
         "train_facts": len(train), "train_correct": len(train_known), "held_out_facts": len(held),
+        "duplicates_dropped": duplicates,
         "train_effect_on_answer": effect, "claimed_direction": claim,
         "held_out_p_before": float(table.p_answer.mean()), "held_out_p_after": float(table.p_answer_after.mean()),
         "held_out_mean_gain": gain, "held_out_share_improved": float((table.gain > 0).mean()),
@@ -139,6 +137,8 @@ def run(model, config: FixConfig) -> Result:
              f"on log P(answer)) claims P(answer) goes {claim}; on {len(held)} held-out facts it went {held_dir} "
              f"({metrics['held_out_p_before']:.3f} → {metrics['held_out_p_after']:.3f}); LM loss on "
              f"{config.corpus} changed by {metrics['corpus_loss_change']:+.1%}."]
+    if duplicates:
+        notes.append(f"{duplicates} repeated fact(s) (same prompt and answer) were dropped before the split.")
     return Result(analysis="factual_fix", config=config, provenance=provenance(model, config),
                   tables={"held_out": table.reset_index(names="fact"),
                           "train_effects": pd.DataFrame({"neuron": range(model.d_mlp),

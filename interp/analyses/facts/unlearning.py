@@ -38,14 +38,14 @@ from torch import Tensor
 
 from interp.analyses.base import register
 from interp.datasets.corpus import window_tensor
-from interp.datasets.jsonl import read_jsonl
+from interp.datasets.jsonl import EmptyRecord, read_jsonl
 from interp.datasets.prompts import DATA_DIR, Fact, SemEvalItem, resolve
 from interp.errors import InterpError
 from interp.metrics import lm_loss
 from interp.models.loading import save_edit
 from interp.paths import runs_root
 from interp.progress import bar
-from interp.result import Config, Result, option, provenance
+from interp.result import Config, Result, option, provenance, unmeasured
 
 BLOCK = re.compile(r"\.(?:layers|h)\.(\d+)\.")
 MLP = re.compile(r"\.(?:layers|h)\.(\d+)\.mlp\.")
@@ -55,20 +55,21 @@ MLP = re.compile(r"\.(?:layers|h)\.(\d+)\.mlp\.")
 class UnlearnConfig(Config):
     forget: str = option("builtin:forget", "facts or SemEval-2025 Task 4 JSONL to forget")
     retain: str = option("builtin:retain", "facts or SemEval JSONL to keep")
-    layers: tuple[int, ...] = option((), "MLP layers to train, e.g. 0-3 (default: from causal tracing)")
-    top_layers: int = option(4, "layers taken from causal tracing")
-    steps: int = option(60, "optimisation steps at most")
-    lr: float = option(1.5e-5, "the paper's")
-    loss: str = option("sha256", "sha256 (-CE forget + adaptive alpha CE retain) or bounded")
-    cap: float = option(15.0, "bounded: forget CE cap (nats/token)")
-    kl: float = option(1.0, "bounded: weight of KL(original || edited) on corpus text")
-    target_forget_acc: float = option(0.1, "stop when forget top-1 accuracy reaches this")
-    retain_batch: int = option(16, "retain items per step (cycled through the set)")
+    layers: tuple[int, ...] = option((), "MLP layers to train, e.g. 0-3 (default: from causal tracing)", min=0)
+    top_layers: int = option(4, "layers taken from causal tracing", min=1)
+    steps: int = option(60, "optimisation steps at most", min=1)
+    lr: float = option(1.5e-5, "the paper's", above=0)
+    loss: str = option("sha256", "sha256 (-CE forget + adaptive alpha CE retain) or bounded",
+                       choices=("sha256", "bounded"))
+    cap: float = option(15.0, "bounded: forget CE cap (nats/token)", above=0)
+    kl: float = option(1.0, "bounded: weight of KL(original || edited) on corpus text", min=0)
+    target_forget_acc: float = option(0.1, "stop when forget top-1 accuracy reaches this", min=0, max=1)
+    retain_batch: int = option(16, "retain items per step (cycled through the set)", min=1)
     baseline: bool = option(True, "also run the unconstrained variant (every block) on the same budget")
     corpus: str = option("stdlib-docs", "text for the perplexity side cost")
-    corpus_tokens: int = option(2048, "tokens of that text")
-    seq_len: int = option(64, "tokens per corpus window")
-    trace_samples: int = option(3, "noise samples of the causal trace that picks the layers")
+    corpus_tokens: int = option(2048, "tokens of that text", min=1)
+    seq_len: int = option(64, "tokens per corpus window", min=2)
+    trace_samples: int = option(3, "noise samples of the causal trace that picks the layers", min=1)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def load_items(source: str, split: str) -> list[Item]:
     """Facts JSONL (prompt/subject/answer/relation) or SemEval-2025 Task 4 JSONL
     (id/input/output/task/split; records of the other split are skipped)."""
     path = resolve(source, "unlearning") if str(source).startswith("builtin:") else resolve(source, "facts")
-    first = json.loads(next(line for line in path.read_text().splitlines() if line.strip()))
+    first = read_jsonl(path, EmptyRecord, "record")[0]  # checks the file exists, is UTF-8 and holds JSON objects
     if "input" in first:
         recs = read_jsonl(path, SemEvalItem, "SemEval item")
         return [Item(r["input"], r["output"]) for r in recs if r.get("split", split) == split]
@@ -223,8 +224,6 @@ def _report(model, forget, retain, para, windows) -> dict:
 @register("unlearning", UnlearnConfig)
 def run(model, config: UnlearnConfig) -> Result:
     """Forget facts by training a few MLP layers; compare with unconstrained training."""
-    if config.loss not in ("sha256", "bounded"):
-        raise InterpError(f"unknown loss {config.loss!r}: choose sha256 or bounded")
     forget, retain = load_items(config.forget, "forget"), load_items(config.retain, "retain")
     if not forget or not retain:
         raise InterpError(f"need a non-empty forget and retain set; got {len(forget)} and {len(retain)}")
@@ -292,5 +291,8 @@ def run(model, config: UnlearnConfig) -> Result:
         notes.append(f"Unconstrained (every block, same budget): forget acc {un['forget_acc']:.2f}, retain kept "
                      f"{un['retain_kept']:.0%}, perplexity {un['perplexity_change']:+.1%}. The constrained run is "
                      f"{'' if better else 'not '}better on both retain and perplexity.")
+    missing = [k for k, v in {**before, "retain_kept": con["retain_kept"]}.items() if not math.isfinite(v)]
+    if missing:
+        notes.append(f"Not measured (stored as null): {', '.join(missing)} (an empty set, or a zero baseline).")
     return Result(analysis="unlearning", config=config, provenance=provenance(model, config),
-                  tables={"summary": summary, "log": pd.DataFrame(logs)}, metrics=metrics, notes=notes)
+                  tables={"summary": summary, "log": pd.DataFrame(logs)}, metrics=unmeasured(metrics), notes=notes)

@@ -56,13 +56,13 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 class AtlasConfig(Config):
     corpus: str = option("stdlib-docs",
                          "a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +", flags=("-c",))
-    n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"))
-    seq_len: int = option(128, "tokens per window")
-    batch_size: int = option(8, "windows per forward pass")
-    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)")
-    k: int = option(20, "top and bottom examples kept per neuron", flags=("-k",))
-    checkpoint_every: int = option(10, "batches between checkpoints (0: off)")
-    workers: int = option(1, "Ray workers (needs interp[scale]); 1: in-process", flags=("-w",))
+    n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"), min=1)
+    seq_len: int = option(128, "tokens per window", min=2)
+    batch_size: int = option(8, "windows per forward pass", min=1)
+    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
+    k: int = option(20, "top and bottom examples kept per neuron", flags=("-k",), min=1)
+    checkpoint_every: int = option(10, "batches between checkpoints (0: off)", min=0)
+    workers: int = option(1, "Ray workers (needs interp[scale]); 1: in-process", flags=("-w",), min=1)
     NOT_IDENTITY = ("workers", "checkpoint_every")
 
 
@@ -72,7 +72,8 @@ def plan(model, config: AtlasConfig) -> torch.Tensor:
 
 
 def _checkpoint(model, config: AtlasConfig) -> Entry:
-    return Entry(runs_root() / "neuron_atlas", ".checkpoints", model.weights_hash, key=config.identity())
+    return Entry(runs_root() / "neuron_atlas", ".checkpoints", model.weights_hash, key=config.identity(),
+                 checkpoint=True)
 
 
 def _save_checkpoint(entry: Entry, reducer: AtlasReducer, done: int) -> None:
@@ -105,8 +106,6 @@ def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
 def run(model, config: AtlasConfig) -> Result:
     """Top-activating contexts, histograms and moments of every neuron over a corpus."""
     layers = model.check_layers(config.layers)
-    if config.k < 1:
-        raise InterpError("k must be at least 1")
     tokens = plan(model, config)
     n_batches = -(-len(tokens) // config.batch_size)
     workers = _check_workers(config.workers)
@@ -122,8 +121,6 @@ def run(model, config: AtlasConfig) -> Result:
 
 def _check_workers(workers: int) -> int:
     cores = os.cpu_count() or 1
-    if workers < 1:
-        raise InterpError("workers must be at least 1")
     if workers > cores:
         import warnings
 

@@ -26,11 +26,12 @@ import pandas as pd
 import torch
 
 from interp.analyses.base import register
-from interp.errors import InterpError
+from interp.errors import InterpError, require_finite
 from interp.models.generation import generate
-from interp.names import NeuronId
+from interp.names import NeuronId, hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import clamp as clamp_hooks
+from interp.tracing import record
 
 NEUTRAL_PROMPTS = (
     "Let me tell you about",
@@ -45,12 +46,13 @@ NEUTRAL_PROMPTS = (
 @dataclass(frozen=True)
 class ClampConfig(Config):
     neurons: tuple[str, ...] = option(("29.1066",), "LAYER.INDEX (repeatable, or comma-separated)",
-                                      flags=("--neuron", "-n"))
+                                      flags=("--neuron", "-n"), nonempty=True)
     value: float = option(0.0, "the activation to hold them at", flags=("-v",))
-    prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "prompts (repeatable)", flags=("--prompt", "-p"), split=False)
+    prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "prompts (repeatable)", flags=("--prompt", "-p"), split=False,
+                                      nonempty=True)
     targets: tuple[str, ...] = option((), "tokens to track (repeatable; default: the first prompt's top prediction)",
                                       flags=("--target", "-t"), split=False)
-    generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
+    generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",), min=0)
 
 
 
@@ -58,8 +60,13 @@ class ClampConfig(Config):
 def _before_after(model, tokens, neurons, value: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token log-probs at the last position, without and with the clamp."""
     before = model(tokens)[0, -1].float().log_softmax(-1)
-    with clamp_hooks(model, neurons, value):
+    final = hook_name("final_in")
+    with clamp_hooks(model, neurons, value), record(model, [final]) as acts:
         after = model(tokens)[0, -1].float().log_softmax(-1)
+    # an overflowing residual (its mean square is inf) leaves NaN, or a flat distribution that looks like an answer
+    require_finite(f"the model's output with the clamp at {value:g}",
+                   [after, acts[final].float().pow(2).mean(-1)],
+                   "the value overflows the model; clamp to a value within a few times the neuron's range")
     return before, after
 
 
@@ -115,7 +122,7 @@ def run(model, config: ClampConfig) -> Result:
 
 
 def _clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
-    mentions = {t: float(gens.after.str.contains(t.strip(), regex=False).mean()) if len(gens) else float("nan")
+    mentions = {t: float(gens.after.str.contains(t.strip(), regex=False).mean()) if len(gens) else None
                 for t in targets}
     return {
         "mean_p_before": float(probs.p_before.mean()),
@@ -129,8 +136,9 @@ def _clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
 @dataclass(frozen=True)
 class ConceptConfig(Config):
     concept: str = option(" dog", "the concept token, e.g. ' dog'", flags=("--token", "-t"))
-    multiple: float = option(2.0, "clamp to this multiple of the neuron's max |activation| on the corpus")
-    side: str = option("out", "pick the neuron by output-side (out) or up-projection (up) decoding")
+    multiple: float = option(2.0, "clamp to this multiple of the neuron's max |activation| on the corpus", above=0)
+    side: str = option("out", "pick the neuron by output-side (out) or up-projection (up) decoding",
+                       choices=("out", "up", "gate"))
     generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
     prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "neutral prompts (repeatable)", flags=("--prompt", "-p"),
                                       split=False)
@@ -163,9 +171,6 @@ def concept_experiment(model, decoding: Result, config: ConceptConfig) -> Result
 def run_concept(model, config: ConceptConfig) -> Result:
     """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
     from interp.analyses.base import cached_run
-    from interp.analyses.neurons.decoding import SIDES
 
-    model.token_id(config.concept)  # cheap checks before the (cached, but minutes-long the first time) decoding
-    if config.side not in SIDES:
-        raise InterpError(f"unknown side {config.side!r}: choose from {SIDES}")
+    model.token_id(config.concept)  # a cheap check before the (cached, but minutes-long the first time) decoding
     return concept_experiment(model, cached_run("lm_head_decoding", model), config)

@@ -50,9 +50,9 @@ SIDES = ("out", "up", "gate")
 
 @dataclass(frozen=True)
 class DecodingConfig(Config):
-    top_k: int = option(20, "tokens kept per neuron and side", flags=("-k",))
-    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)")
-    sides: tuple[str, ...] = option(SIDES, "out, up, gate")
+    top_k: int = option(20, "tokens kept per neuron and side", flags=("-k",), min=1)
+    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
+    sides: tuple[str, ...] = option(SIDES, "out, up, gate", choices=SIDES, nonempty=True)
     fold_norm: bool = option(True, "fold the norms' weights in (see docs)")
 
 
@@ -157,11 +157,10 @@ def run(model, config: DecodingConfig) -> Result:
     """Decode every neuron's output and input weights into token space."""
     layers = model.check_layers(config.layers)
     sides = [s for s in config.sides if s != "gate" or model.is_glu]
-    bad = set(config.sides) - set(SIDES)
-    if bad or not sides:
-        raise InterpError(f"unknown decoding side(s) {sorted(bad)}: choose from {SIDES}")
-    if not 1 <= config.top_k <= model.d_vocab:
-        raise InterpError(f"top_k must be between 1 and {model.d_vocab}")
+    if not sides:
+        raise InterpError(f"{model.spec} has no gate side (not a GLU model): choose sides among out, up")
+    if config.top_k > model.d_vocab:
+        raise InterpError(f"top_k (--top-k) must be at most the vocabulary size, {model.d_vocab}")
     k = config.top_k
     parts: list[dict] = []
     summary: dict[str, list] = {"layer": [], "neuron": []}

@@ -28,7 +28,7 @@ from interp.tracing.hooks import record
 class TopNeuronsConfig(Config):
     prompt: str = option("The capital of France is", "the prompt", flags=("-p",))
     target: str = option("", "token text, e.g. ' Paris' (default: top prediction)", flags=("-t",))
-    top_k: int = option(20, "neurons listed", flags=("-k",))
+    top_k: int = option(20, "neurons listed", flags=("-k",), min=1)
 
 
 

@@ -38,12 +38,13 @@ KINDS = {"resid": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
 @dataclass(frozen=True)
 class TraceConfig(Config):
     facts: str = option("builtin:capitals", "a facts JSONL or builtin:NAME", flags=("-f",))
-    n: int = option(10, "facts the model knows to trace (0: all)")
-    kinds: tuple[str, ...] = option(("resid", "mlp", "attn"), "any of resid, mlp, attn", flags=("--kind",))
-    noise: float = option(3.0, "x the embedding standard deviation")
-    samples: int = option(10, "noise samples per fact")
-    window: int = option(0, "layers restored for mlp/attn (0: 10/48 of the depth)")
-    batch_rows: int = option(256, "rows per forward pass")
+    n: int = option(10, "facts the model knows to trace (0: all)", min=0)
+    kinds: tuple[str, ...] = option(("resid", "mlp", "attn"), "any of resid, mlp, attn", flags=("--kind",),
+                                    choices=tuple(KINDS), nonempty=True)
+    noise: float = option(3.0, "x the embedding standard deviation", min=0)
+    samples: int = option(10, "noise samples per fact", min=1)
+    window: int = option(0, "layers restored for mlp/attn (0: 10/48 of the depth)", min=0)
+    batch_rows: int = option(256, "rows per forward pass", min=1)
     subject_only: bool = option(False, "restore only at the last subject token (fast; what unlearning uses)")
 
 
@@ -116,11 +117,6 @@ def trace_fact(model, fact: Fact, answer: int, config: TraceConfig, progress=Non
 @register("causal_tracing", TraceConfig)
 def run(model, config: TraceConfig, facts: list[Fact] | None = None) -> Result:
     """ROME-style causal tracing of facts the model knows: indirect effect per (layer, token)."""
-    bad = [k for k in config.kinds if k not in KINDS]
-    if bad or not config.kinds:
-        raise InterpError(f"unknown kind(s) {bad or '(none)'}: choose from {', '.join(KINDS)}")
-    if config.samples < 1 or config.noise < 0:
-        raise InterpError(f"need samples >= 1 and noise >= 0, got samples={config.samples}, noise={config.noise}")
     facts = facts if facts is not None else load_facts(config.facts)
     scored = score_facts(model, facts)
     known = scored[scored.correct]

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from interp.analyses.base import register
+from interp.analyses.patching.faithfulness import dataset_hash
 from interp.datasets.prompts import Pair
 from interp.errors import InterpError
 from interp.metrics import answer_prob, kl_div, logit_diff
@@ -57,26 +58,22 @@ DIRECTIONS = ("denoising", "noising")
 @dataclass(frozen=True)
 class PatchingConfig(Config):
     dataset: str = option("ioi", "ioi (generated) or a JSONL of clean/corrupt/answer/wrong", flags=("-d",))
-    n: int = option(16, "pairs (the first n of a file; 0 = all)")
-    method: str = option("relp", "activation, attribution or relp")
+    n: int = option(16, "pairs (the first n of a file; 0 = all)", min=0)
+    method: str = option("relp", "activation, attribution or relp", choices=METHODS)
     components: tuple[str, ...] = option(("resid", "attn_out", "mlp_out", "heads"),
-                                         "any of resid, attn_out, mlp_out, heads, neurons")
-    metric: str = option("logit_diff", "logit_diff, prob or kl")
-    direction: str = option("denoising", "denoising: clean patched into the corrupt run; noising: the reverse")
+                                         "any of resid, attn_out, mlp_out, heads, neurons", choices=tuple(COMPONENTS),
+                                         nonempty=True)
+    metric: str = option("logit_diff", "logit_diff, prob or kl", choices=METRICS)
+    direction: str = option("denoising", "denoising: clean patched into the corrupt run; noising: the reverse",
+                            choices=DIRECTIONS)
     rules: str = option("default", "LRP rules for relp: default (ln,identity,half), all, or a list")
-    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)")
+    layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     neuron_pos: int = option(-1, "position of the neuron component")
-    batch_rows: int = option(128, "rows per forward pass in activation patching")
+    batch_rows: int = option(128, "rows per forward pass in activation patching", min=1)
     NOT_IDENTITY = ("batch_rows",)
 
     def check(self, model) -> None:
-        for field_, value, choices in (("method", self.method, METHODS), ("metric", self.metric, METRICS),
-                                       ("direction", self.direction, DIRECTIONS)):
-            if value not in choices:
-                raise InterpError(f"unknown {field_} {value!r}: choose one of {', '.join(choices)}")
-        bad = [c for c in self.components if c not in COMPONENTS]
-        if bad or not self.components:
-            raise InterpError(f"unknown component(s) {bad or '(none given)'}: choose from {', '.join(COMPONENTS)}")
+        """The checks that need the model (the fields' own are declared with them)."""
         model.check_layers(list(self.layers))
         Rules.parse(self.rules)
 
@@ -277,7 +274,7 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
         provenance=provenance(model, config),
         tables={"scores": scores, "pairs": pairs_df},
         metrics={"method": config.method, "direction": config.direction, "metric": config.metric,
-                 "n_pairs": len(pairs), "seconds": seconds,
+                 "n_pairs": len(pairs), "seconds": seconds, "dataset_hash": dataset_hash(pairs_df),
                  f"mean_metric_{base_name}": float(pairs_df.metric_base.mean()),
                  f"mean_metric_{source_name}": float(pairs_df.metric_source.mean()),
                  "rules": str(Rules.parse(config.rules)) if config.method == "relp" else None},

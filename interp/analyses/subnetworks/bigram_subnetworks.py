@@ -50,19 +50,19 @@ MIN_TOKENS = 2000
 class BigramConfig(Config):
     corpus: str = option("stdlib-docs+sampled:8192",
                          "text for the bigram counts and the training windows", flags=("-c",))
-    corpus_tokens: int = option(60_000, "tokens of the corpus to count and train on")
-    params: str = option("all", "all (attention + MLP block weights), mlp or attn")
-    steps: int = option(300, "CPU protocol 300; the paper: 15000 (with --device cuda)")
-    batch_size: int = option(8, "windows per step")
-    seq_len: int = option(32, "tokens per window")
-    lr: float = option(0.05, "mask learning rate (the paper: 5e-5 over 15k steps)")
-    lam: float = option(10.0, "sparsity penalty weight")
-    t_mult: float = option(1.016, "temperature multiplier per step (the paper: 1.001)")
+    corpus_tokens: int = option(60_000, "tokens of the corpus to count and train on", min=1)
+    params: str = option("all", "all (attention + MLP block weights), mlp or attn", choices=("all", "mlp", "attn"))
+    steps: int = option(300, "CPU protocol 300; the paper: 15000 (with --device cuda)", min=1)
+    batch_size: int = option(8, "windows per step", min=1)
+    seq_len: int = option(32, "tokens per window", min=2)
+    lr: float = option(0.05, "mask learning rate (the paper: 5e-5 over 15k steps)", above=0)
+    lam: float = option(10.0, "sparsity penalty weight", above=0, max=1e4)
+    t_mult: float = option(1.016, "temperature multiplier per step (the paper: 1.001)", min=1)
     init: float = option(0.0, "initial mask logit")
-    eval_windows: int = option(16, "held-out windows for evaluation")
-    random_seeds: int = option(3, "random subnetworks of the same size to compare with")
+    eval_windows: int = option(16, "held-out windows for evaluation", min=1)
+    random_seeds: int = option(3, "random subnetworks of the same size to compare with", min=0)
     optimal_pruning: bool = option(True, "also train the optimal-pruning mask to compare with")
-    checkpoint_every: int = option(20, "steps between checkpoints (0: off)")
+    checkpoint_every: int = option(20, "steps between checkpoints (0: off)", min=0)
     NOT_IDENTITY = ("checkpoint_every",)
 
 
@@ -81,7 +81,7 @@ def soft_ce(logits: Tensor, target: Tensor) -> Tensor:
 
 def _checkpoint(config: BigramConfig, model, kind: str) -> Entry:
     return Entry(runs_root() / "bigram_subnetworks", ".checkpoints", f"{model.weights_hash}-{kind}",
-                 key=config.identity())
+                 key=config.identity(), checkpoint=True)
 
 
 def _save_checkpoint(entry: Entry, masks: Masks, opt, state: dict) -> None:
@@ -206,9 +206,6 @@ def evaluate(model, masks: Masks, hard: dict[str, Tensor], windows: Tensor, tabl
 @register("bigram_subnetworks", BigramConfig)
 def run(model, config: BigramConfig) -> Result:
     """Learn a bigram subnetwork and measure its size, location, sufficiency and necessity."""
-    if not 0 < config.lam < 1e4 or config.steps < 1 or config.t_mult < 1:
-        raise InterpError(f"need 0 < lam < 1e4, steps >= 1 and t_mult >= 1; got lam={config.lam}, "
-                          f"steps={config.steps}, t_mult={config.t_mult}")
     started = time.perf_counter()
     stream = corpus_stream(model, config)
     table = count_bigrams(stream, model.d_vocab)

@@ -60,7 +60,7 @@ def test_options_and_bad_input(tiny_gpt2):
     assert len(neuron_tokens(result, 1, 4)) == 3 * 2 * 2
     with pytest.raises(InterpError, match="layer 9 is out of range"):
         interp.run("lm_head_decoding", tiny_gpt2, layers=(9,), save=False)
-    with pytest.raises(InterpError, match="unknown decoding side"):
+    with pytest.raises(InterpError, match=r"sides \(--sides\): .down. is not one of"):
         interp.run("lm_head_decoding", tiny_gpt2, sides=("down",), save=False)
 
 

@@ -66,7 +66,7 @@ def test_batched_equals_one_at_a_time(tiny_llama):
 def test_bad_input(tiny_llama):
     import interp
 
-    with pytest.raises(InterpError, match="unknown kind"):
+    with pytest.raises(InterpError, match=r"kinds \(--kinds\): .mlp_out. is not one of"):
         interp.run("causal_tracing", tiny_llama, kinds=["mlp_out"])
     with pytest.raises(InterpError, match="none of the"):
         interp.run("causal_tracing", tiny_llama)  # the random model knows no capital

@@ -105,11 +105,11 @@ def test_bad_input(tiny_llama):
         run(tiny_llama, PatchingConfig(), pairs=[Pair("abc", "abcd", "a", "b")])
     with pytest.raises(InterpError, match="not a single token"):
         run(tiny_llama, PatchingConfig(), pairs=[Pair("abc", "abd", "ab", "b")])
-    with pytest.raises(InterpError, match="unknown component"):
+    with pytest.raises(InterpError, match=r"components \(--components\): .mlp. is not one of"):
         run(tiny_llama, PatchingConfig(components=("mlp",)), pairs=PAIRS)
     with pytest.raises(InterpError, match="no pairs"):
         run(tiny_llama, PatchingConfig(), pairs=[])
-    with pytest.raises(InterpError, match="unknown method"):
+    with pytest.raises(InterpError, match=r"method \(--method\): .eap. is not one of"):
         run(tiny_llama, PatchingConfig(method="eap"), pairs=PAIRS)
     with pytest.raises(InterpError, match="layer"):
         run(tiny_llama, PatchingConfig(layers=(5,)), pairs=PAIRS)

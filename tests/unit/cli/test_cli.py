@@ -55,7 +55,7 @@ def test_neuron_command(capsys, monkeypatch):
     (["data", "MISSING.txt", "--kind", "corpus"], "corpus path 'MISSING.txt' does not exist"),
     (["neurons-for", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
     (["concept", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
-    (["concept", "-m", "tiny-llama", "-t", "a", "--side", "down"], "unknown side 'down'"),
+    (["concept", "-m", "tiny-llama", "-t", "a", "--side", "down"], "'down' is not one of"),
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "must be a finite number"),
     (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),
 ])
