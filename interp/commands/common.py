@@ -160,11 +160,10 @@ def _common() -> list[inspect.Parameter]:
 
 
 def config_command(name: str, analysis: str, human: Callable, *, cached: bool = False,
-                   prepare: Callable | None = None, extra: Callable | None = None, help: str | None = None):  # noqa: A002
+                   extra: Callable | None = None, help: str | None = None):  # noqa: A002
     """Register ``interp <name>``: options from ``analysis``'s Config, then run (or ``cached_run``) it.
 
-    ``prepare(model, options) -> options`` may fill defaults that need the model; ``extra(result)``
-    adds to the JSON document; ``human(result)`` prints the readable summary."""
+    ``extra(result)`` adds to the JSON document; ``human(result)`` prints the readable summary."""
     from interp.analyses.base import cached_run, get_analysis, run
 
     spec = get_analysis(analysis)
@@ -176,8 +175,6 @@ def config_command(name: str, analysis: str, human: Callable, *, cached: bool = 
                    else kwargs[f.name] for f, kind in fields}
         config = spec.config.from_dict(options)  # every declared check, before the model loads
         model = load(kwargs["model"], kwargs["device"], kwargs["dtype"])
-        if prepare:
-            config = spec.config.from_dict(prepare(model, config.to_dict()))
         result = cached_run(analysis, model, config) if cached else run(analysis, model, config,
                                                                         save=kwargs["save"])
         data = result.summary() | (extra(result) if extra else {})

@@ -132,3 +132,9 @@ def test_generic_run_takes_config_fields(capsys, monkeypatch):
     assert code == 2 and "unknown option --top-kk" in err and "--top-k" in err
     code, out, _ = run_cli(capsys, monkeypatch, "run", "list", "--json")
     assert code == 0 and json.loads(out)["patching"]["method"]["default"] == "relp"
+
+
+def test_neurons_for_prints_its_table(capsys, monkeypatch):
+    """The README's own example, read as a person would (its printer once crashed; --json did not)."""
+    code, out, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "3")
+    assert code == 0 and "neurons promoting 'a'" in out and len(out.strip().splitlines()) == 4, err
