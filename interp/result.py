@@ -103,9 +103,6 @@ class Config:
                   for k, v in data.items()}
         return cls(**values)
 
-    def replace(self, **changes) -> Config:
-        return dataclasses.replace(self, **changes)
-
     def identity(self) -> dict:
         """The fields that define the Result (``NOT_IDENTITY`` ones left out), with the analysis version."""
         return {**{k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY}, "version": self.VERSION}
@@ -142,18 +139,6 @@ def config_from(analysis: str, data: dict) -> Config | UntypedConfig:
         return cls.from_dict(data) if cls else UntypedConfig(dict(data))
     except (InterpError, TypeError):  # written by another version of the analysis: keep it readable
         return UntypedConfig(dict(data))
-
-
-def unmeasured(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by ``None`` (a metric that could not be measured,
-    e.g. paraphrase accuracy with no paraphrases), so only real failures count as non-finite."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: unmeasured(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unmeasured(v) for v in value]
-    return value
 
 
 def _version(package: str) -> str:

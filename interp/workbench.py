@@ -53,7 +53,7 @@ from interp.models.loading import EDIT_FILE
 from interp.names import NeuronId
 from interp.paths import runs_root
 from interp.result import Result
-from interp.storage import list_runs, load_result
+from interp.storage import list_runs, load_result, newest_run
 from interp.tracing.masks import masked
 
 __all__ = ["COMPONENTS", "METHODS", "InterpError", "Job", "Workbench"]
@@ -128,12 +128,8 @@ class Workbench:
 
     def latest_path(self, analysis: str, where: dict | None = None) -> str | None:
         """The newest stored run of ``analysis`` on this model's weights whose config matches ``where``."""
-        df = self.runs(analysis, this_model=True)
-        for path, cfg in zip(df.path, df.config) if len(df) else []:
-            config = json.loads(cfg)
-            if all(config.get(k) == v for k, v in (where or {}).items()):
-                return str(path)
-        return None
+        return newest_run(analysis, self.weights_hash,
+                          lambda config: all(config.get(k) == v for k, v in (where or {}).items()))
 
     def latest(self, analysis: str, where: dict | None = None) -> Result | None:
         path = self.latest_path(analysis, where)

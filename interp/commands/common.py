@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import math
 import sys
 import typing
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import typer
 
-from interp.errors import InterpError
+from interp.errors import InterpError, dotted, scrub
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="interp: a workbench for the MLP neurons of transformer LMs.")
@@ -35,26 +34,11 @@ JSON = typer.Option(False, "--json", help="print one JSON document on stdout")
 COMMON = ("model", "device", "dtype", "as_json", "save")
 
 
-def _finite(value: Any, where: str, bad: list[str]) -> Any:
-    """``value`` with every NaN or infinity replaced by ``None`` (their places listed in ``bad``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        bad.append(where or "value")
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v, f"{where}.{k}" if where else str(k), bad) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v, f"{where}[{i}]", bad) for i, v in enumerate(value)]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
-        return _finite(value.item(), where, bad)
-    return value
-
-
 def strict_json(data: Any) -> str:
     """JSON that strict parsers accept: non-finite numbers become ``null``, listed under ``non_finite``."""
-    bad: list[str] = []
-    clean = _finite(data, "", bad)
-    if bad and isinstance(clean, dict):
-        clean["non_finite"] = bad
+    clean, found = scrub(data)
+    if found and isinstance(clean, dict):
+        clean["non_finite"] = [dotted(path) for path, _ in found]
     return json.dumps(clean, default=str, allow_nan=False)
 
 

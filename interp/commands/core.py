@@ -40,16 +40,11 @@ def runs(analysis: str | None = typer.Option(None, "--analysis", "-a"),
          as_json: bool = JSON):
     """List stored runs (from $INTERP_RUNS, default ./runs); --check / --prune find and remove damaged ones."""
     import shutil
-    import warnings
 
-    from interp.storage import damaged_runs, list_runs, verify_run
+    from interp.storage import damaged_runs, list_runs
 
     if check or prune:
-        bad = damaged_runs()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the damaged ones are listed below, not warned about
-            listed = list_runs(analysis)
-        bad += [(p, "; ".join(why)) for p in (listed.path if len(listed) else []) if (why := verify_run(p))]
+        bad = damaged_runs(analysis=analysis)
         if prune:
             for path, _ in bad:
                 shutil.rmtree(path, ignore_errors=True)

@@ -79,7 +79,8 @@ def load_model(
         device_map = device if device in DEVICE_MAPS else None
         hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
-    _check_finite(spec, hf_model)
+    if spec != EMBEDDED:  # the embedded model's weights are checked once, where its cache is read or built
+        _check_finite(spec, hf_model)
     if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
         one = device if device not in DEVICE_MAPS else "cuda" if torch.cuda.is_available() else "cpu"
         hf_model = hf_model.to(device=one, dtype=dtype)
@@ -245,6 +246,7 @@ def _build_embedded_cache(entry: Entry):
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32, attn_implementation="eager"
     )
+    _check_finite(EMBEDDED, model)  # nothing damaged is cached
     # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
     # and drop quantization_config so the cache loads as a plain float model.
     with entry.write() as tmp:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 from safetensors.torch import load_file, save_file
 
-from interp.errors import InterpError
+from interp.errors import InterpError, scrub
 from interp.paths import runs_root
 from interp.result import Result, config_from
 from interp.storage.cache import atomic_dir, file_hash
@@ -28,38 +27,24 @@ def save_result(result: Result, directory: str | Path | None = None) -> Path:
         if result.tensors:
             save_file({k: v.detach().cpu().contiguous() for k, v in result.tensors.items()},
                       tmp / "tensors.safetensors")
-        non_finite: list = []
+        metrics, non_finite = scrub(result.metrics, ("metrics",))  # strict JSON: NaN/inf stored as null
         meta = {
             "format": FORMAT,
             "analysis": result.analysis,
             "run_id": result.run_id,
             "config": result.config.to_dict(),
             "provenance": result.provenance,
-            "metrics": _strict(result.metrics, ["metrics"], non_finite),
+            "metrics": metrics,
             "notes": result.notes,
             "tables": sorted(result.tables),
             "tensors": sorted(result.tensors),
         }
-        meta["non_finite"] = non_finite  # strict JSON: NaN/inf are stored as null and restored on load
+        meta["non_finite"] = [[list(path), text] for path, text in non_finite]  # restored on load
         meta["files"] = {str(f.relative_to(tmp)): [f.stat().st_size, file_hash(f)]  # checked before reuse
                          for f in sorted(tmp.rglob("*")) if f.is_file()}
         (tmp / "result.json").write_text(json.dumps(meta, indent=2, default=_json_default, allow_nan=False))
     result.path = target
     return target
-
-
-def _strict(value, where: list, found: list):
-    """``value`` with non-finite floats as ``None``; ``[path, repr]`` of each in ``found`` (to restore them)."""
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        found.append([where, repr(value)])
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v, [*where, k], found) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v, [*where, i], found) for i, v in enumerate(value)]
-    return value
 
 
 def _restore(meta: dict) -> None:

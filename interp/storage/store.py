@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import warnings
@@ -12,7 +13,7 @@ import pandas as pd
 
 from interp.errors import InterpError
 from interp.paths import runs_root
-from interp.storage.results import read_meta
+from interp.storage.results import read_meta, verify_run
 
 COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
 EXTRA = ["config", "analysis_version", "mtime"]
@@ -21,17 +22,17 @@ EXTRA = ["config", "analysis_version", "mtime"]
 _WARNED: set[str] = set()
 
 
-def damaged_runs(root: str | Path | None = None) -> list[tuple[str, str]]:
-    """``(path, what is wrong)`` for every run under the store whose ``result.json`` cannot be read."""
+def damaged_runs(root: str | Path | None = None, analysis: str | None = None) -> list[tuple[str, str]]:
+    """``(path, what is wrong)`` for every damaged run in the store: an unreadable ``result.json``, or
+    files that differ from the sizes and hashes recorded when it was saved (``verify_run``)."""
     root = Path(root) if root else runs_root()
+    pattern = f"{analysis or '*'}/*/result.json"
     out = []
-    for meta_path in sorted(root.glob("*/*/result.json")) if root.is_dir() else []:
-        if meta_path.parent.name.startswith("."):
-            continue
-        try:
-            read_meta(meta_path.parent)
-        except InterpError as exc:
-            out.append((str(meta_path.parent), str(exc)))
+    for meta_path in sorted(root.glob(pattern)) if root.is_dir() else []:
+        if not meta_path.parent.name.startswith("."):
+            problems = verify_run(meta_path.parent)
+            if problems:
+                out.append((str(meta_path.parent), "; ".join(problems)))
     return out
 
 
@@ -123,8 +124,7 @@ def resolve_run(ref: str | Path) -> Path:
     if len(hits) == 1:
         return Path(hits[0])
     if not hits:
-        broken = [(p, why) for p, why in damaged_runs() if Path(p).name.startswith(str(ref))]
-        if broken:
-            raise InterpError(broken[0][1])
+        for meta_path in sorted(runs_root().glob(f"*/{glob.escape(str(ref))}*/result.json")):
+            read_meta(meta_path.parent)  # a damaged run of that id says so
         raise InterpError(f"no stored run {str(ref)!r}: give a run directory or a run id from `interp runs`")
     raise InterpError(f"{str(ref)!r} matches {len(hits)} runs; give more of the run id")

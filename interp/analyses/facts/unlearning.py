@@ -40,12 +40,12 @@ from interp.analyses.base import register
 from interp.datasets.corpus import window_tensor
 from interp.datasets.jsonl import EmptyRecord, read_jsonl
 from interp.datasets.prompts import DATA_DIR, Fact, SemEvalItem, resolve
-from interp.errors import InterpError
+from interp.errors import InterpError, scrub
 from interp.metrics import lm_loss
 from interp.models.loading import save_edit
 from interp.paths import runs_root
 from interp.progress import bar
-from interp.result import Config, Result, option, provenance, unmeasured
+from interp.result import Config, Result, option, provenance
 
 BLOCK = re.compile(r"\.(?:layers|h)\.(\d+)\.")
 MLP = re.compile(r"\.(?:layers|h)\.(\d+)\.mlp\.")
@@ -295,4 +295,4 @@ def run(model, config: UnlearnConfig) -> Result:
     if missing:
         notes.append(f"Not measured (stored as null): {', '.join(missing)} (an empty set, or a zero baseline).")
     return Result(analysis="unlearning", config=config, provenance=provenance(model, config),
-                  tables={"summary": summary, "log": pd.DataFrame(logs)}, metrics=unmeasured(metrics), notes=notes)
+                  tables={"summary": summary, "log": pd.DataFrame(logs)}, metrics=scrub(metrics)[0], notes=notes)

@@ -10,18 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from interp import cli
-
-
-def run_cli(capsys, monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["interp", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.unit.cli.helpers import run_cli
 
 
 def test_info_json(capsys, monkeypatch):

@@ -18,7 +18,8 @@ import interp
 from interp.analyses import base
 from interp.errors import InterpError
 from interp.result import Config, Result, provenance
-from tests.unit.cli.test_hostile import PAIRS, run_cli, strict
+from tests.unit.cli.helpers import run_cli, strict
+from tests.unit.cli.test_hostile import PAIRS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -29,13 +30,13 @@ def test_a_damaged_run_is_skipped_checked_and_pruned(capsys, monkeypatch, tmp_pa
     bad = tmp_path / "top_neurons" / "broken-run"
     bad.mkdir(parents=True)
     (bad / "result.json").write_text("[]")
-    code, out, err = run_cli(capsys, monkeypatch, ["runs", "--json"])
+    code, out, err = run_cli(capsys, monkeypatch, "runs", "--json")
     assert code == 0 and [r["path"] for r in strict(out)] == [str(good.path)]
     assert [line for line in err.splitlines() if line.startswith("warning:")] == [
         line for line in err.splitlines() if "broken-run" in line]
-    code, out, _ = run_cli(capsys, monkeypatch, ["runs", "--check", "--json"])
+    code, out, _ = run_cli(capsys, monkeypatch, "runs", "--check", "--json")
     assert code == 0 and [r["path"] for r in strict(out)] == [str(bad)]
-    code, out, _ = run_cli(capsys, monkeypatch, ["runs", "--prune", "--json"])
+    code, out, _ = run_cli(capsys, monkeypatch, "runs", "--prune", "--json")
     assert code == 0 and strict(out)[0]["removed"] and not bad.exists() and good.path.exists()
 
 
@@ -45,7 +46,7 @@ def test_a_truncated_result_json_is_named_by_path_and_id(capsys, monkeypatch, tm
     meta = r.path / "result.json"
     meta.write_text(meta.read_text()[:40])
     for ref in (str(r.path), r.run_id):
-        code, _, err = run_cli(capsys, monkeypatch, ["patch-compare", ref, ref])
+        code, _, err = run_cli(capsys, monkeypatch, "patch-compare", ref, ref)
         assert code == 2 and "is damaged: result.json is not valid JSON" in err and "Traceback" not in err
 
 
@@ -65,7 +66,7 @@ def test_a_runs_folder_that_is_a_file_fails_before_the_work(capsys, monkeypatch,
     runs = tmp_path / "runs"
     runs.write_text("not a folder")
     monkeypatch.setenv("INTERP_RUNS", str(runs))
-    code, _, err = run_cli(capsys, monkeypatch, ["top-neurons", "-m", "tiny-llama", "-p", "abc"])
+    code, _, err = run_cli(capsys, monkeypatch, "top-neurons", "-m", "tiny-llama", "-p", "abc")
     assert code == 2 and "is a file, not a folder" in err and runs.read_text() == "not a folder"
 
 
@@ -124,10 +125,10 @@ def test_patch_compare_refuses_runs_on_different_pairs(capsys, monkeypatch, tmp_
     b.write_text(PAIRS.splitlines()[0] + "\n")
     ra = interp.run("patching", tiny_llama, dataset=str(a), method="attribution", components=["resid"])
     rb = interp.run("patching", tiny_llama, dataset=str(b), method="relp", components=["resid"])
-    code, out, err = run_cli(capsys, monkeypatch, ["patch-compare", str(ra.path), str(rb.path), "--json"])
+    code, out, err = run_cli(capsys, monkeypatch, "patch-compare", str(ra.path), str(rb.path), "--json")
     assert code == 2 and "are not comparable: they patch different pairs" in strict(out)["error"]
     assert "--force" in err
-    code, out, _ = run_cli(capsys, monkeypatch, ["patch-compare", str(ra.path), str(rb.path), "--force"])
+    code, out, _ = run_cli(capsys, monkeypatch, "patch-compare", str(ra.path), str(rb.path), "--force")
     assert code == 0 and "compared with --force, although they patch different pairs" in out
 
 
@@ -153,7 +154,7 @@ def test_a_jsonl_with_a_byte_order_mark_is_read(capsys, monkeypatch, tmp_path):
     facts = tmp_path / "bom.jsonl"
     facts.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "The capital of X is", "subject": "X", "answer": " Y", '
                       b'"relation": "r"}\n')
-    code, out, _ = run_cli(capsys, monkeypatch, ["data", str(facts), "--json"])
+    code, out, _ = run_cli(capsys, monkeypatch, "data", str(facts), "--json")
     assert code == 0 and strict(out)["count"] == 1
 
 

@@ -4,14 +4,12 @@ and no new or changed run directory."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from interp import cli
+from tests.unit.cli.helpers import run_cli, strict
 
 PAIRS_UNEQUAL = '{"clean": "abc", "corrupt": "abcd", "answer": "a", "wrong": "b"}\n'
 PAIRS = ('{"clean": "abcdefgh", "corrupt": "abxdefgh", "answer": "a", "wrong": "b"}\n'
@@ -168,31 +166,13 @@ def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")} if root.exists() else {}
 
 
-def run_cli(capsys, monkeypatch, args):
-    monkeypatch.setattr(sys, "argv", ["interp", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def strict(text: str):
-    def refuse(name):
-        raise ValueError(f"non-strict JSON constant {name}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
 @pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a)[:60] or "(bare)" for a, _ in CASES])
 def test_bad_input_is_one_error_line(capsys, monkeypatch, tmp_path, files, args, message):
     runs = tmp_path / "runs"
     monkeypatch.setenv("INTERP_RUNS", str(runs))
     args = [a.replace("{tmp}", str(files)) for a in args]
     before = snapshot(runs)
-    code, out, err = run_cli(capsys, monkeypatch, [*args, "--json"] if args and args[0] != "frobnicate" else args)
+    code, out, err = run_cli(capsys, monkeypatch, *([*args, "--json"] if args and args[0] != "frobnicate" else args))
     assert code == 2, (code, err)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, err
