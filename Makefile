@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint
+.PHONY: install run test bench lint gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,11 @@ test: install
 	$(VENV)/bin/ruff check interp app tests benchmarks
 	$(VENV)/bin/lint-imports --no-logo   # the layers contract in pyproject.toml: imports point down the data flow
 	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
+
+# On a machine with a GPU: the cuda-marked tests, the unit suite on the GPU, and every CLI
+# command with --device cuda on each embedded model; prints (and writes) a summary table.
+gpu-check: install
+	$(PY) scripts/gpu_check.py --device cuda --out gpu-check.md
 
 bench: install
 	$(PY) benchmarks/tracing.py

@@ -39,7 +39,7 @@ def job_panel(key: str) -> None:
         st.session_state.pop(key, None)
         st.session_state[f"{key}-flash"] = {
             "failed": ("error", job.error),
-            "cancelled": ("warning", f"{job.label} was cancelled; nothing was stored"),
+            "cancelled": ("warning", f"{job.label} was cancelled; no Result was stored"),
         }.get(job.status, ("success", f"{job.label} finished: {getattr(job.result, 'run_id', '')}"))
         st.rerun()
 

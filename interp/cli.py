@@ -25,10 +25,25 @@ from interp.storage.cache import last_checkpoint
 __all__ = ["app", "main"]
 
 
+# Known noise from dependencies, filtered by message; every other warning reaches the user.
+NOISE = (
+    r".*torch_dtype.* is deprecated",
+    r".*tensor\.detach\(\) first",  # the bridge reads a hook value that requires grad
+    r".*does not have many workers",
+    r".*generation flags are not valid",
+    r".*TypedStorage is deprecated",
+    r".*pkg_resources is deprecated",
+)
+
+
 def _quiet() -> None:
-    """Library chatter off; interp's own warnings (e.g. the workers cap) as one ``warning:`` line each."""
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=r"interp(\.|$)")
+    """Every warning once, as one ``warning:`` line (interp's own: caps, cache rebuilds, residuals);
+    deprecation notices and the known noise of dependencies (``NOISE``) filtered."""
+    warnings.simplefilter("once")
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
     warnings.showwarning = lambda message, category, *a, **k: sys.stderr.write(f"warning: {message}\n")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)

@@ -13,6 +13,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="device the test models load on (cpu, cuda, ...)")
+    parser.addoption("--dtype", default="float32", help="dtype the test models load in (float32, bfloat16)")
+
+
+def pytest_configure(config):
+    # every load_model() without an explicit device/dtype follows the options
+    os.environ["INTERP_DEVICE"] = config.getoption("--device")
+    os.environ["INTERP_DTYPE"] = config.getoption("--dtype")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--device").startswith("cuda"):
+        return
+    skip = pytest.mark.skip(reason="needs --device cuda (make gpu-check)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _runs_dir(tmp_path, monkeypatch):
     """Every test writes Results into its own directory."""

@@ -28,8 +28,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 MODEL = typer.Option("smollm2-135m", "--model", "-m",
                      help="smollm2-135m, tiny-gpt2, tiny-llama, an HF id or a directory")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps")
-DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16, float16, float64")
+DEVICE = typer.Option("cpu", "--device", envvar="INTERP_DEVICE", help="cpu, cuda, cuda:1, mps, auto")
+DTYPE = typer.Option("float32", "--dtype", envvar="INTERP_DTYPE", help="float32, bfloat16, float16, float64")
 JSON = typer.Option(False, "--json", help="print one JSON document on stdout")
 COMMON = ("model", "device", "dtype", "as_json", "save")
 

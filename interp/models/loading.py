@@ -12,6 +12,16 @@ A spec is one of:
   another accelerate device map) spreads a model too big for one GPU over all
   visible GPUs, layer by layer; hooks work as usual.
 
+Loading is dtype-direct: hub and local weights are read in the requested ``dtype`` (no
+float32 copy first), and attention runs in transformers' default implementation (SDPA):
+the bridge computes ``hook_pattern`` itself, so no analysis needs eager attention
+(``tests/unit/models/test_loading.py`` checks both give the same logits and patterns).
+
+The weights hash (provenance, cache keys) of a hub or local model is read from its files,
+not its tensors: the hub revision plus a fingerprint of each weight file
+(``interp.storage.cache.file_fingerprint``), so a 7B model hashes in milliseconds; a dtype
+other than float32 is part of the hash.
+
 Security: weights are read only from safetensors or GGUF (``use_safetensors=True``;
 a repository with only pickle ``.bin`` files is refused), and ``trust_remote_code``
 is off unless the caller turns it on.
@@ -56,12 +66,16 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 def load_model(
     spec: str = EMBEDDED,
-    device: str = "cpu",
-    dtype: torch.dtype | str = torch.float32,
+    device: str | None = None,
+    dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
 ) -> Model:
-    """Load ``spec`` and wrap it in a ``Model`` (see the module docstring for specs)."""
-    dtype = resolve_dtype(dtype)
+    """Load ``spec`` and wrap it in a ``Model`` (see the module docstring for specs).
+
+    ``device`` and ``dtype`` default to ``$INTERP_DEVICE`` and ``$INTERP_DTYPE`` when set, else
+    ``cpu`` and ``float32`` (the test suite's ``--device``/``--dtype`` options set them)."""
+    device = device or os.environ.get("INTERP_DEVICE") or "cpu"
+    dtype = resolve_dtype(dtype or os.environ.get("INTERP_DTYPE") or torch.float32)
     _check_device(device)
     if (Path(spec) / EDIT_FILE).is_file():
         return _load_edit(Path(spec), device, dtype, trust_remote_code)
@@ -79,6 +93,7 @@ def load_model(
         device_map = device if device in DEVICE_MAPS else None
         hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
+        known_hash = files_hash(spec)
     if spec != EMBEDDED:  # the embedded model's weights are checked once, where its cache is read or built
         _check_finite(spec, hf_model)
     if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
@@ -87,8 +102,8 @@ def load_model(
     hf_model = hf_model.eval()
     for p in hf_model.parameters():
         p.requires_grad_(False)
-    if dtype != torch.float32:
-        known_hash = None  # the stored hash is of the float32 weights
+    if known_hash is not None and dtype != torch.float32:
+        known_hash = with_dtype(known_hash, dtype)  # the same files cast to another dtype are other weights
     return Model.wrap(spec, name, hf_model, tokenizer, source=source, known_hash=known_hash)
 
 
@@ -111,8 +126,7 @@ def _load_gguf(path: Path):
         raise InterpError(f"GGUF file {str(path)!r} does not exist")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
-                                                     attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except Exception as exc:
         raise InterpError(f"cannot load GGUF file {str(path)!r} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200]})") from None
@@ -169,7 +183,10 @@ def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> 
     with torch.no_grad():
         for name, value in edits.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
-    base.spec, base.source, base.known_hash = str(directory), str(directory.resolve()), None
+    # the base's hash plus the edit file's fingerprint: no pass over every tensor
+    edited = hashlib.blake2b(f"{base.weights_hash}:{file_fingerprint(directory / 'edits.safetensors')}".encode(),
+                             digest_size=8).hexdigest()
+    base.spec, base.source, base.known_hash = str(directory), str(directory.resolve()), edited
     base.__dict__.pop("weights_hash", None)  # cached from the check above: the weights changed
     return base
 
@@ -223,8 +240,7 @@ def _read_cache(cache: Path):
     if file_fingerprint(cache / "model.safetensors") != meta["file_fingerprint"]:
         raise ValueError("model.safetensors differs from what was written")
     hf_logging.disable_progress_bar()  # a sub-second load needs no bar
-    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True,
-                                                 attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(cache)
     _check_finite(EMBEDDED, model)
     return model, tokenizer, meta
@@ -244,7 +260,7 @@ def _build_embedded_cache(entry: Entry):
     log.info("dequantizing %s (about 20 s, once)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, attn_implementation="eager"
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
     _check_finite(EMBEDDED, model)  # nothing damaged is cached
     # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
@@ -299,10 +315,9 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             spec,
-            dtype=dtype if device_map else torch.float32,
+            dtype=dtype,  # read in the requested dtype: no float32 copy first
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
-            attn_implementation="eager",
             device_map=device_map,  # "auto": spread layers over every visible GPU (then CPU)
         )
     except (OSError, ValueError) as exc:
@@ -317,6 +332,45 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
             "(offline, misspelt, or gated?)"
         ) from None
     return model, tokenizer
+
+
+def with_dtype(weights_hash: str, dtype: torch.dtype) -> str:
+    return hashlib.blake2b(f"{weights_hash}:{dtype}".encode(), digest_size=8).hexdigest()
+
+
+def model_files(spec: str) -> tuple[Path, str] | None:
+    """The directory a hub id or local spec was read from, and its revision ("" for a local one)."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return local, ""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(spec, "config.json")
+    except Exception:
+        return None
+    if not isinstance(config, str):
+        return None
+    snapshot = Path(config).parent  # .../snapshots/<commit>/config.json
+    return snapshot, snapshot.name
+
+
+def files_hash(spec: str) -> str | None:
+    """A short hash of a hub or local model's revision and weight files (size plus sampled
+    blocks of each), without touching its tensors; ``None`` when the files cannot be found
+    (the tensors are hashed instead)."""
+    found = model_files(spec)
+    if found is None:
+        return None
+    directory, revision = found
+    weights = sorted(p for p in directory.iterdir() if p.name.endswith(".safetensors") or p.name == "config.json")
+    if not any(p.name.endswith(".safetensors") for p in weights):
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    h.update(revision.encode())
+    for p in weights:
+        h.update(f"{p.name}:{file_fingerprint(p)}".encode())
+    return h.hexdigest()
 
 
 def _hub_cached(spec: str) -> bool:

@@ -80,7 +80,6 @@ def build_tiny(kind: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTok
     """Build a tiny model of ``kind`` with weights drawn under ``seed``."""
     tokenizer = byte_tokenizer()
     config = tiny_config(kind, vocab_size=len(tokenizer))
-    config._attn_implementation = "eager"
     cls = GPT2LMHeadModel if kind == "tiny-gpt2" else LlamaForCausalLM
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -48,7 +48,7 @@ class _Mask(nn.Module):
         if mode == "complement":
             return W * (self.logits <= 0).to(W.dtype)
         if mode == "fixed":
-            return W * self.keep.to(W.dtype)
+            return W * self.keep.to(W.device, W.dtype)
         return W
 
 

@@ -11,7 +11,10 @@ For every neuron of the chosen layers, over a stream of token batches:
   beyond +-2^12). Integer counts add exactly.
 - moments: count, sum and sum of squares (float64), and the count of positive values.
 
-Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length.
+Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length. The state
+lives on the device it is built for (``device=``; the model's, in the atlas), so a GPU
+run never copies activations to the host; ``state()`` moves it to the host, for
+checkpoints, Ray and the Result.
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ def _bin_of_code() -> Tensor:
     return torch.where(key < 0, _SPAN - mag, _SIDE + mag).to(torch.int32)
 
 
-_BIN_OF_CODE = _bin_of_code()
+_BIN_OF_CODE = {torch.device("cpu"): _bin_of_code()}
+
+
+def _bin_table(device: torch.device) -> Tensor:
+    if device not in _BIN_OF_CODE:
+        _BIN_OF_CODE[device] = _bin_of_code().to(device)
+    return _BIN_OF_CODE[device]
 
 
 def hist_bins(x: Float[Tensor, "..."]) -> Int[Tensor, "..."]:
@@ -57,7 +66,7 @@ def hist_bins(x: Float[Tensor, "..."]) -> Int[Tensor, "..."]:
     ``HIST_EDGES`` are the boundaries between them.
     """
     code = (x.float().contiguous().view(torch.int32) >> _SHIFT) & 2047
-    return _BIN_OF_CODE.to(code.device).index_select(0, code.flatten()).view(code.shape)
+    return _bin_table(code.device).index_select(0, code.flatten()).view(code.shape)
 
 
 def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:
@@ -68,19 +77,25 @@ def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tu
     return values.gather(-1, keep), positions.gather(-1, keep)
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 class AtlasReducer:
-    def __init__(self, n_layers: int, d_mlp: int, k: int):
+    def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu"):
         self.k = k
-        shape = (n_layers, d_mlp)
-        self.top_v = torch.full((*shape, k), -torch.inf)
-        self.top_p = torch.full((*shape, k), -1, dtype=torch.long)
-        self.bot_v = torch.full((*shape, k), torch.inf)
-        self.bot_p = torch.full((*shape, k), -1, dtype=torch.long)
-        self.hist = torch.zeros((*shape, N_BINS), dtype=torch.int32)  # < 2^31 positions per bin
-        self.sum = torch.zeros(shape, dtype=torch.float64)
-        self.sumsq = torch.zeros(shape, dtype=torch.float64)
-        self.positive = torch.zeros(shape, dtype=torch.int64)
-        self.count = torch.zeros((), dtype=torch.int64)
+        self.device = torch.device(device)
+        shape, on = (n_layers, d_mlp), {"device": self.device}
+        self.top_v = torch.full((*shape, k), -torch.inf, **on)
+        self.top_p = torch.full((*shape, k), -1, dtype=torch.long, **on)
+        self.bot_v = torch.full((*shape, k), torch.inf, **on)
+        self.bot_p = torch.full((*shape, k), -1, dtype=torch.long, **on)
+        self.hist = torch.zeros((*shape, N_BINS), dtype=torch.int32, **on)  # < 2^31 positions per bin
+        # float64 sums where the device has float64 (not MPS); int64 counts
+        self.sum = torch.zeros(shape, dtype=_wide(self.device), **on)
+        self.sumsq = torch.zeros(shape, dtype=_wide(self.device), **on)
+        self.positive = torch.zeros(shape, dtype=torch.int64, **on)
+        self.count = torch.zeros((), dtype=torch.int64, **on)
 
     def update(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], positions: Int[Tensor, " tokens"]) -> None:
         """Fold one batch of one layer (``slot`` indexes the chosen layers) into the state.
@@ -93,8 +108,8 @@ class AtlasReducer:
         Each reducer expects its batches in increasing position order, as ``stream_batches`` and
         every Ray shard feed them; shards are combined with ``merge``, which is exact in any order.
         """
-        a = acts.float().cpu()  # [tokens, d_mlp]: every reduction runs along the token axis
-        positions = positions.cpu()
+        a = acts.float().to(self.device)  # [tokens, d_mlp]: every reduction runs along the token axis
+        positions = positions.to(self.device)
         d_mlp = a.shape[1]
         for largest, vals, poss in ((True, self.top_v, self.top_p), (False, self.bot_v, self.bot_p)):
             threshold = vals[slot, :, -1]
@@ -106,10 +121,10 @@ class AtlasReducer:
                 self._merge_dense(slot, a, positions, mask.any(0).nonzero().squeeze(1), largest, vals, poss)
             else:
                 self._merge_sparse(slot, a, positions, mask, largest, vals, poss)
-        bins = hist_bins(a).add_(torch.arange(d_mlp, dtype=torch.int32) * N_BINS)  # [tokens, d_mlp] flat bins
+        bins = hist_bins(a).add_(torch.arange(d_mlp, dtype=torch.int32, device=a.device) * N_BINS)  # flat bins
         self.hist[slot].view(-1).add_(torch.bincount(bins.flatten(), minlength=d_mlp * N_BINS).to(torch.int32))
-        self.sum[slot] += a.sum(0, dtype=torch.float64)
-        self.sumsq[slot] += (a * a).sum(0, dtype=torch.float64)
+        self.sum[slot] += a.sum(0, dtype=self.sum.dtype)
+        self.sumsq[slot] += (a * a).sum(0, dtype=self.sum.dtype)
         self.positive[slot] += (a > 0).sum(0)
 
     def _merge_dense(self, slot, a, positions, rows, largest, vals, poss) -> None:
@@ -133,11 +148,12 @@ class AtlasReducer:
         order = neuron.argsort(stable=True)  # grouped by neuron, tokens still in order
         tok, neuron = tok[order], neuron[order]
         rows, counts = torch.unique_consecutive(neuron, return_counts=True)
-        group = torch.repeat_interleave(torch.arange(len(rows)), counts)
-        rank = torch.arange(len(neuron)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        on = a.device
+        group = torch.repeat_interleave(torch.arange(len(rows), device=on), counts)
+        rank = torch.arange(len(neuron), device=on) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
         pad = -torch.inf if largest else torch.inf
-        cand_v = torch.full((len(rows), int(counts.max())), pad)
-        cand_p = torch.full(cand_v.shape, -1, dtype=torch.long)
+        cand_v = torch.full((len(rows), int(counts.max())), pad, device=on)
+        cand_p = torch.full(cand_v.shape, -1, dtype=torch.long, device=on)
         cand_v[group, rank] = a[tok, neuron]
         cand_p[group, rank] = positions[tok]
         merged_v = torch.cat([vals[slot, rows], cand_v], dim=1)
@@ -155,6 +171,7 @@ class AtlasReducer:
 
     def merge(self, other: "AtlasReducer") -> None:
         """Fold another reducer's state into this one (exact; any order)."""
+        other = other.to(self.device)
         for largest, mine_v, mine_p, theirs_v, theirs_p in (
             (True, self.top_v, self.top_p, other.top_v, other.top_p),
             (False, self.bot_v, self.bot_p, other.bot_v, other.bot_p),
@@ -162,29 +179,37 @@ class AtlasReducer:
             v, p = _stable_topk(torch.cat([mine_v, theirs_v], -1), torch.cat([mine_p, theirs_p], -1), self.k, largest)
             mine_v.copy_(v), mine_p.copy_(p)
         self.hist += other.hist
-        self.sum += other.sum
-        self.sumsq += other.sumsq
+        self.sum += other.sum.to(self.sum.dtype)
+        self.sumsq += other.sumsq.to(self.sum.dtype)
         self.positive += other.positive
         self.count += other.count
 
     FIELDS = ("top_v", "top_p", "bot_v", "bot_p", "hist", "sum", "sumsq", "positive", "count")
 
     def state(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name).clone() for name in self.FIELDS}
+        """The state on the host (for checkpoints, Ray and the Result); float64 sums."""
+        out = {name: getattr(self, name).detach().to("cpu", copy=True) for name in self.FIELDS}
+        out["sum"], out["sumsq"] = out["sum"].double(), out["sumsq"].double()
+        return out
 
     @classmethod
-    def from_state(cls, state: dict[str, Tensor]) -> "AtlasReducer":
+    def from_state(cls, state: dict[str, Tensor], device: torch.device | str = "cpu") -> "AtlasReducer":
         n_layers, d_mlp, k = state["top_v"].shape
-        reducer = cls(n_layers, d_mlp, k)
+        reducer = cls(n_layers, d_mlp, k, device)
         for name in cls.FIELDS:
-            setattr(reducer, name, state[name].clone())
+            setattr(reducer, name, state[name].to(reducer.device, getattr(reducer, name).dtype, copy=True))
         return reducer
+
+    def to(self, device: torch.device | str) -> "AtlasReducer":
+        """This reducer on ``device`` (itself if it is there already)."""
+        return self if torch.device(device) == self.device else AtlasReducer.from_state(self.state(), device)
 
     def quantiles(self, qs: list[float]) -> Tensor:
         """Approximate quantiles from the histogram: the upper edge of the bin where the
         cumulative count crosses q (exact to the bin width; stated in results)."""
         cdf = self.hist.cumsum(-1).double() / self.hist.sum(-1, keepdim=True).clamp(min=1)
-        edges = torch.cat([HIST_EDGES, HIST_EDGES[-1:]]).double()  # the overflow bin reports the last edge
+        # the overflow bin reports the last edge
+        edges = torch.cat([HIST_EDGES, HIST_EDGES[-1:]]).to(self.hist.device, _wide(self.device))
         out = []
         for q in qs:
             idx = (cdf < q).sum(-1).clamp(max=N_BINS - 1)

@@ -25,13 +25,14 @@ from interp.tracing.reducers import AtlasReducer
 @torch.no_grad()
 def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: int, batch_ids: Iterable[int],
                    reducer: AtlasReducer, on_batch: Callable[[int], None] | None = None,
-                   desc: str = "streaming") -> AtlasReducer:
+                   desc: str = "streaming", disable: bool = False) -> AtlasReducer:
     """Run batches ``batch_ids`` (of ``batch_size`` windows) and fold them into ``reducer``."""
     batch_ids = list(batch_ids)
     sites = [hook_name("mlp_post", l) for l in layers]
     throttle = float(os.environ.get("INTERP_ATLAS_THROTTLE_S", "0"))  # tests slow the loop to kill it mid-run
     bs, T = batch_size, tokens.shape[1]
-    with progress_bar(total=len(batch_ids) * bs * T, desc=desc, unit="tok", unit_scale=True) as bar:
+    with progress_bar(total=len(batch_ids) * bs * T, desc=desc, unit="tok", unit_scale=True,
+                      disable=disable) as bar:
         for b in batch_ids:
             batch = tokens[b * bs:(b + 1) * bs]
             with record(model, sites) as acts:

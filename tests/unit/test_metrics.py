@@ -7,6 +7,7 @@ import torch
 from interp.metrics import direct_logit, final_scale, kl_div, logit_diff, neuron_dla, unembed_dirs
 from interp.names import hook_name
 from interp.tracing.hooks import record
+from tests.tolerances import close
 
 
 def test_dla_of_all_components_equals_the_logit(tiny):
@@ -25,7 +26,7 @@ def test_dla_of_all_components_equals_the_logit(tiny):
     norm_bias = tiny.weights.final_norm.bias
     if norm_bias is not None:
         total = total + norm_bias @ tiny.weights.W_U[:, targets]
-    torch.testing.assert_close(total, logits[targets], atol=1e-4, rtol=1e-4)
+    close(total, logits[targets], "sum")
 
 
 def test_neuron_dla_sums_to_mlp_dla(tiny):
@@ -41,7 +42,7 @@ def test_neuron_dla_sums_to_mlp_dla(tiny):
     b_out = tiny.weights.b_out[layer]
     if b_out is not None:
         mlp = mlp - b_out
-    torch.testing.assert_close(per_neuron.sum(0), direct_logit(tiny, mlp, scale, dirs), atol=1e-5, rtol=1e-5)
+    close(per_neuron.sum(0), direct_logit(tiny, mlp, scale, dirs), "sum")
 
 
 def test_logit_diff_and_kl():

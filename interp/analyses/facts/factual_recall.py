@@ -69,7 +69,7 @@ def score_facts(model, facts: list[Fact], batch_size: int = 32) -> pd.DataFrame:
         chunk = facts[start:start + batch_size]
         batch = model.batch([f.prompt for f in chunk])
         with torch.no_grad():
-            logits = model(batch.tokens)[torch.arange(len(chunk)), batch.last].float()
+            logits = model(batch.tokens)[torch.arange(len(chunk), device=model.device), batch.last].float()
         probs = logits.softmax(-1)
         for i, f in enumerate(chunk):
             answer = model.token_id(f.answer, policy="first")
@@ -162,10 +162,10 @@ def ablated_prob(model, facts_df: pd.DataFrame, kind: str, batch_size: int = 32)
     for start in range(0, len(facts_df), batch_size):
         chunk = facts_df.iloc[start:start + batch_size]
         batch = model.batch(chunk.prompt.tolist())
-        rows = torch.arange(len(chunk))
+        rows = torch.arange(len(chunk), device=model.device)
         with torch.no_grad(), intervene(model, [Write(site, rows=rows, positions=batch.last, value=0.0)]):
             probs = model(batch.tokens)[rows, batch.last].float().softmax(-1)
-        out += probs[rows, torch.tensor(chunk.answer_id.tolist())].tolist()
+        out += probs[rows, torch.tensor(chunk.answer_id.tolist(), device=model.device)].tolist()
     return out
 
 

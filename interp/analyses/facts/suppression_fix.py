@@ -67,7 +67,7 @@ def _last_effects(model, facts_df: pd.DataFrame, layer: int, batch_size: int) ->
     for start in range(0, len(facts_df), batch_size):
         chunk = facts_df.iloc[start:start + batch_size]
         batch = model.batch(chunk.prompt.tolist())
-        rows = torch.arange(len(chunk))
+        rows = torch.arange(len(chunk), device=model.device)
         with torch.no_grad(), record(model, sites) as acts:
             probs = model(batch.tokens)[rows, batch.last].float().softmax(-1)
         at = {s: acts[s][rows, batch.last] for s in sites}

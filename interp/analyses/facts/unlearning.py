@@ -122,10 +122,10 @@ def evaluate(model, items: list[Item]) -> dict:
         return {"acc": float("nan"), "p": float("nan")}
     tokens, labels, first = encode_items(model, items)
     with torch.no_grad():
-        logits = model(tokens)[torch.arange(len(items)), first].float()
-    answer = labels[torch.arange(len(items)), first + 1]
+        logits = model(tokens)[torch.arange(len(items), device=model.device), first].float()
+    answer = labels[torch.arange(len(items), device=model.device), first + 1]
     return {"acc": float((logits.argmax(-1) == answer).float().mean()),
-            "p": float(logits.softmax(-1)[torch.arange(len(items)), answer].mean()), "correct":
+            "p": float(logits.softmax(-1)[torch.arange(len(items), device=model.device), answer].mean()), "correct":
             (logits.argmax(-1) == answer).tolist()}
 
 
@@ -187,8 +187,8 @@ def train(model, names: list[str], forget: list[Item], retain: list[Item], windo
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
-                    acc = float((f_logits[torch.arange(len(forget)), f_first].argmax(-1) ==
-                                 f_lab[torch.arange(len(forget)), f_first + 1]).float().mean())
+                    acc = float((f_logits[torch.arange(len(forget), device=model.device), f_first].argmax(-1) ==
+                                 f_lab[torch.arange(len(forget), device=model.device), f_first + 1]).float().mean())
                 f_ce, r_ce = float(forget_ce.detach()), float(retain_ce.detach())
                 log.append({"step": step, "forget_ce": f_ce, "retain_ce": r_ce,
                             "alpha": alpha, "forget_acc": acc})

@@ -18,15 +18,16 @@ Resumable: with ``checkpoint_every=N`` the reducer state is written (atomically)
 every N batches under ``$INTERP_RUNS/neuron_atlas/.checkpoints/``; a rerun with the
 same config and weights continues from it, and ends with the same Result.
 
-Scale-out: ``workers > 1`` shards whole batches across Ray actors (one model each,
-``interp.scale``) and merges the reducers; because each batch's forward is the
-same computation, the merged Result equals the in-process one.
+Scale-out: ``workers > 1`` shards chunks of batches across Ray actors (one model each, on
+the model's device, ``interp.scale``) and merges their reducers as they arrive; because each
+batch's forward is the same computation and the merge is exact, the Result equals the
+in-process one. Sharded runs checkpoint too (the merged state and the batches done, every
+``checkpoint_every`` batches), in the same format, so a killed run resumes either way.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
-from interp.scale.ray_backend import run_sharded
+from interp.scale.ray_backend import worker_cap
+from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
 from interp.tracing import record
 from interp.tracing.reducers import HIST_EDGES, AtlasReducer
@@ -62,7 +64,7 @@ class AtlasConfig(Config):
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     k: int = option(20, "top and bottom examples kept per neuron", flags=("-k",), min=1)
     checkpoint_every: int = option(10, "batches between checkpoints (0: off)", min=0)
-    workers: int = option(1, "Ray workers (needs interp[scale]); 1: in-process", flags=("-w",), min=1)
+    workers: int = option(1, "Ray workers (needs Ray); 1: in-process", flags=("-w",), min=1)
     NOT_IDENTITY = ("workers", "checkpoint_every")
 
 
@@ -76,29 +78,65 @@ def _checkpoint(model, config: AtlasConfig) -> Entry:
                  checkpoint=True)
 
 
-def _save_checkpoint(entry: Entry, reducer: AtlasReducer, done: int) -> None:
+def _save_checkpoint(entry: Entry, reducer: AtlasReducer, done: set[int]) -> None:
     with entry.write() as tmp:  # state and progress replaced together, atomically
         save_file(reducer.state(), tmp / "state.safetensors")
-        (tmp / "progress.json").write_text(json.dumps({"batches_done": done}))
+        (tmp / "progress.json").write_text(json.dumps({"batches_done": len(done), "batches": sorted(done)}))
 
 
-def _read_checkpoint(path: Path) -> tuple[AtlasReducer, int]:
-    done = json.loads((path / "progress.json").read_text())["batches_done"]
-    return AtlasReducer.from_state(load_file(path / "state.safetensors")), int(done)
+def _read_checkpoint(path: Path) -> tuple[AtlasReducer, set[int]]:
+    progress = json.loads((path / "progress.json").read_text())
+    return AtlasReducer.from_state(load_file(path / "state.safetensors")), set(progress["batches"])
+
+
+def _resume(model, config, layers, n_batches) -> tuple[Entry, AtlasReducer, set[int]]:
+    """The checkpoint entry, and the reducer and batches done so far (in-process and sharded runs
+    write the same format, so either resumes the other)."""
+    ckpt = _checkpoint(model, config)
+    resumed = ckpt.read(_read_checkpoint) if config.checkpoint_every else None
+    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k), set())
+    if done:
+        tqdm.write(f"resuming the atlas from a checkpoint: {len(done)} of {n_batches} batches done", file=sys.stderr)
+    return ckpt, reducer.to(model.device), done  # reducers run where the activations are; host copies at checkpoints
 
 
 def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
-    ckpt = _checkpoint(model, config)
-    resumed = ckpt.read(_read_checkpoint) if config.checkpoint_every else None
-    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k), 0)
-    if done:
-        tqdm.write(f"resuming the atlas from a checkpoint: {done} of {n_batches} batches done", file=sys.stderr)
+    ckpt, reducer, done = _resume(model, config, layers, n_batches)
+    todo = [b for b in range(n_batches) if b not in done]
 
     def on_batch(b: int) -> None:
-        if config.checkpoint_every and (b + 1) % config.checkpoint_every == 0 and b + 1 < n_batches:
-            _save_checkpoint(ckpt, reducer, b + 1)
+        done.add(b)
+        if config.checkpoint_every and len(done) % config.checkpoint_every == 0 and len(done) < n_batches:
+            _save_checkpoint(ckpt, reducer, done)
 
-    stream_batches(model, tokens, layers, config.batch_size, range(done, n_batches), reducer, on_batch, "atlas")
+    stream_batches(model, tokens, layers, config.batch_size, todo, reducer, on_batch, "atlas")
+    return reducer
+
+
+def _atlas_chunk(model, batch_ids: list[int], tokens, layers, batch_size: int, k: int) -> dict:
+    """One actor's share: a chunk of batches into a fresh reducer, returned on the host."""
+    reducer = AtlasReducer(len(layers), model.d_mlp, k, model.device)
+    stream_batches(model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard", disable=True)
+    return reducer.state()
+
+
+def _sharded(model, tokens, layers, config, n_batches, workers) -> AtlasReducer:
+    """Chunks of batches over Ray actors, merged as they arrive and checkpointed like ``_in_process``.
+    A chunk is ``checkpoint_every`` batches (or a quarter of a worker's share when checkpoints are off)."""
+    ckpt, reducer, done = _resume(model, config, layers, n_batches)
+    todo = [b for b in range(n_batches) if b not in done]
+    size = config.checkpoint_every or max(1, -(-len(todo) // (4 * workers)))
+    chunks = {i: todo[j:j + size] for i, j in enumerate(range(0, len(todo), size))}
+
+    def fold(key: int, state: dict) -> None:
+        reducer.merge(AtlasReducer.from_state(state, model.device))
+        done.update(chunks[key])
+
+    T = tokens.shape[1]
+    sweep(model, chunks, _atlas_chunk, fold, (tokens, layers, config.batch_size, config.k), workers=workers,
+          every=1 if config.checkpoint_every else 0,
+          save=lambda _: _save_checkpoint(ckpt, reducer, done) if len(done) < n_batches else None,
+          weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok")
     return reducer
 
 
@@ -108,9 +146,9 @@ def run(model, config: AtlasConfig) -> Result:
     layers = model.check_layers(config.layers)
     tokens = plan(model, config)
     n_batches = -(-len(tokens) // config.batch_size)
-    workers = _check_workers(config.workers)
+    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
     if workers > 1:
-        reducer = run_sharded(model, tokens, layers, config.batch_size, config.k, n_batches, workers)
+        reducer = _sharded(model, tokens, layers, config, n_batches, workers)
     else:
         reducer = _in_process(model, tokens, layers, config, n_batches)
     result = _result(model, config, layers, tokens, reducer)
@@ -119,17 +157,8 @@ def run(model, config: AtlasConfig) -> Result:
     return result
 
 
-def _check_workers(workers: int) -> int:
-    cores = os.cpu_count() or 1
-    if workers > cores:
-        import warnings
-
-        warnings.warn(f"--workers {workers} is more than the {cores} cores here; using {cores}", stacklevel=3)
-        return cores
-    return workers
-
-
 def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
+    reducer = reducer.to("cpu")
     n = reducer.count.item()
     mean = reducer.sum / max(n, 1)
     var = (reducer.sumsq / max(n, 1) - mean**2).clamp(min=0)
@@ -222,7 +251,8 @@ def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | No
         stats = atlas.table("neurons").set_index(["layer", "neuron"])
         peak = stats[["max", "min"]].abs().max(axis=1)
         index = pd.MultiIndex.from_product([layers, range(model.d_mlp)], names=["layer", "neuron"])
-        scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32)
+        scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32,
+                             device=flat.device)
     top = (flat / scale.clamp(min=1e-6) if scale is not None else flat).topk(k, dim=1)
     rows = []
     for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):

@@ -130,6 +130,7 @@ def decode_block(vectors: Float[Tensor, "neuron d_model"], basis: Float[Tensor, 
     neurons per token (neuron ids start at ``offset``).
     """
     tops, top_ids, bots, bot_ids = [], [], [], []
+    basis = basis.to(vectors.dtype)  # once, not per chunk (a no-op when they match)
     for start in range(0, vectors.shape[0], chunk):
         scores = vectors[start:start + chunk] @ basis  # [chunk, d_vocab]
         (ts, ti), (bs, bi) = top_bottom_k(scores, k)
@@ -146,8 +147,8 @@ def _long_rows(layer: int, side: str, sign: str, scores: Tensor, ids: Tensor) ->
         "neuron": np.repeat(np.arange(n, dtype=np.int16), k),
         "side": np.full(n * k, side + sign, dtype=object),
         "rank": np.tile(np.arange(k, dtype=np.int16), n),
-        "token_id": ids.flatten().numpy().astype(np.int32),
-        "score": scores.flatten().numpy().astype(np.float32),
+        "token_id": ids.flatten().cpu().numpy().astype(np.int32),
+        "score": scores.flatten().float().cpu().numpy(),
     }
 
 
@@ -164,8 +165,9 @@ def run(model, config: DecodingConfig) -> Result:
     k = config.top_k
     parts: list[dict] = []
     summary: dict[str, list] = {"layer": [], "neuron": []}
-    promoters = {side: (torch.full((k, model.d_vocab), -torch.inf), torch.zeros((k, model.d_vocab), dtype=torch.long))
-                 for side in sides}
+    on = {"device": model.device}  # the index is built where the scores are
+    promoters = {side: (torch.full((k, model.d_vocab), -torch.inf, **on),
+                        torch.zeros((k, model.d_vocab), dtype=torch.long, **on)) for side in sides}
     bases = {side: side_basis(model, side, config.fold_norm).float() for side in sides}  # once, not per layer
     progress = bar(total=len(layers) * len(sides), desc="decoding neurons", unit="layer-side")
     for layer in layers:
@@ -178,9 +180,9 @@ def run(model, config: DecodingConfig) -> Result:
             )
             parts.append(_long_rows(layer, side, "+", top_s, top_i))
             parts.append(_long_rows(layer, side, "-", bot_s, bot_i))
-            summary.setdefault(f"{side}_norm", []).append(vectors.norm(dim=1).numpy())
-            summary.setdefault(f"{side}_top", []).append(top_i[:, 0].numpy())
-            summary.setdefault(f"{side}_bottom", []).append(bot_i[:, 0].numpy())
+            summary.setdefault(f"{side}_norm", []).append(vectors.norm(dim=1).cpu().numpy())
+            summary.setdefault(f"{side}_top", []).append(top_i[:, 0].cpu().numpy())
+            summary.setdefault(f"{side}_bottom", []).append(bot_i[:, 0].cpu().numpy())
             progress.update()
     progress.close()
     vocab = np.array(model.vocab, dtype=object)
@@ -192,7 +194,7 @@ def run(model, config: DecodingConfig) -> Result:
         neurons[col] = vocab[neurons[col].to_numpy()]
     tensors = {}
     for side, (score, neuron) in promoters.items():
-        tensors[f"{side}_promoters_score"], tensors[f"{side}_promoters_neuron"] = score, neuron
+        tensors[f"{side}_promoters_score"], tensors[f"{side}_promoters_neuron"] = score.cpu(), neuron.cpu()
     return Result(
         analysis="lm_head_decoding",
         config=config,

@@ -53,8 +53,8 @@ def run(model, config: TopNeuronsConfig) -> Result:
     table = pd.DataFrame({
         "layer": layer_idx.flatten().numpy(),
         "neuron": neuron_idx.flatten().numpy(),
-        "activation": act_last.flatten().cpu().numpy(),
-        "dla": per_layer.flatten().cpu().numpy(),
+        "activation": act_last.flatten().float().cpu().numpy(),
+        "dla": per_layer.flatten().float().cpu().numpy(),
     })
     top = table.reindex(table.dla.abs().sort_values(ascending=False).index).head(config.top_k)
     total = float(per_layer.sum())

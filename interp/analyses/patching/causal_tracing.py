@@ -14,6 +14,10 @@ Indirect effect = P(answer | corrupted, restored) - P(answer | corrupted), avera
 the noise samples. Restorations are batched (``batch_rows`` rows a forward pass);
 positions before the first subject token are never touched by the noise, so restoring
 them changes nothing and they are filled in without a run.
+
+Scale-out and resume: facts are independent items of a sweep (``interp.scale.sweep``), run
+in this process or over Ray actors (``workers``) with the same Result, and checkpointed
+every ``checkpoint_every`` facts under ``$INTERP_RUNS/causal_tracing/.checkpoints/``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from interp.analyses.facts.factual_recall import score_facts
 from interp.datasets.prompts import Fact, load_facts, subject_positions
 from interp.errors import InterpError
 from interp.names import hook_name
-from interp.progress import bar
+from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
+from interp.scale.ray_backend import worker_cap
+from interp.scale.sweep import SweepCheckpoint, sweep
+from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record
 
 KINDS = {"resid": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
@@ -46,6 +53,10 @@ class TraceConfig(Config):
     window: int = option(0, "layers restored for mlp/attn (0: 10/48 of the depth)", min=0)
     batch_rows: int = option(256, "rows per forward pass", min=1)
     subject_only: bool = option(False, "restore only at the last subject token (fast; what unlearning uses)")
+    workers: int = option(1, "Ray workers, facts shared among them (needs Ray); 1: in-process",
+                          flags=("-w",), min=1)
+    checkpoint_every: int = option(1, "facts between checkpoints (0: off)", min=0)
+    NOT_IDENTITY = ("workers", "checkpoint_every")
 
 
 def window_size(model, window: int) -> int:
@@ -114,6 +125,34 @@ def trace_fact(model, fact: Fact, answer: int, config: TraceConfig, progress=Non
 
 
 
+def _trace_item(model, item, config: TraceConfig, progress=None) -> dict:
+    prompt, subject, answer, relation, answer_id = item
+    return trace_fact(model, Fact(prompt, subject, answer, relation), answer_id, config, progress)
+
+
+def _trace_sweep(model, config: TraceConfig, known) -> dict[int, dict]:
+    """Every known fact traced, here or over Ray actors, checkpointed (see the module docstring)."""
+    items = {i: (f.prompt, f.subject, f.answer, f.relation, int(f.answer_id)) for i, f in enumerate(known.itertuples())}
+    ckpt = SweepCheckpoint(Entry(runs_root() / "causal_tracing", ".checkpoints", model.weights_hash,
+                                 key={"config": config.identity(), "facts": list(items.values())}, checkpoint=True),
+                           "causal tracing")
+    outputs = ckpt.read() if config.checkpoint_every else {}
+
+    def restorations(item) -> int:
+        prompt, subject = item[0], item[1]
+        first = subject_positions(model, prompt, subject)[0]
+        n = 1 if config.subject_only else len(model.encode(prompt)) - first
+        return n * model.n_layers * len(config.kinds)
+
+    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
+    sweep(model, items, _trace_item, outputs.__setitem__, (config,), workers=workers, done=set(outputs),
+          every=config.checkpoint_every, save=lambda done: ckpt.save(outputs, done), weight=restorations,
+          desc="causal tracing", unit="restoration")
+    if config.checkpoint_every:
+        ckpt.clear()
+    return outputs
+
+
 @register("causal_tracing", TraceConfig)
 def run(model, config: TraceConfig, facts: list[Fact] | None = None) -> Result:
     """ROME-style causal tracing of facts the model knows: indirect effect per (layer, token)."""
@@ -124,25 +163,22 @@ def run(model, config: TraceConfig, facts: list[Fact] | None = None) -> Result:
         raise InterpError(f"the model answers none of the {len(scored)} facts correctly: nothing to trace")
     known = known.head(config.n) if config.n else known
     rows, tokens_rows = [], []
-    per_fact = sum(len(range(subject_positions(model, f.prompt, f.subject)[0], len(model.encode(f.prompt))))
-                   if not config.subject_only else 1 for f in known.itertuples()) * model.n_layers
-    with bar(total=per_fact * len(config.kinds), desc="causal tracing", unit="restoration") as progress:
-        for f in known.itertuples():
-            fact = Fact(f.prompt, f.subject, f.answer, f.relation)
-            out = trace_fact(model, fact, int(f.answer_id), config, progress)
-            strs = model.to_str_tokens(f.prompt)
-            last_subj = out["subject"][-1]
-            for kind, grid in out["effects"].items():
-                for layer in range(model.n_layers):
-                    for t in range(out["tokens"]):
-                        role = ("last subject" if t == last_subj else "subject" if t in out["subject"]
-                                else "last" if t == out["tokens"] - 1 else "before" if t < out["subject"][0]
-                                else "after subject")
-                        rows.append({"fact": f.Index, "kind": kind, "layer": layer, "pos": t, "token": strs[t],
-                                     "role": role, "effect": float(grid[layer, t]),
-                                     "traced": t in out["positions"]})
-            tokens_rows.append({"fact": f.Index, "prompt": f.prompt, "subject": f.subject, "answer": f.answer,
-                                "p_clean": out["p_clean"], "p_corrupt": out["p_corrupt"]})
+    outputs = _trace_sweep(model, config, known)
+    for i, f in enumerate(known.itertuples()):
+        out = outputs[i]
+        strs = model.to_str_tokens(f.prompt)
+        last_subj = out["subject"][-1]
+        for kind, grid in out["effects"].items():
+            for layer in range(model.n_layers):
+                for t in range(out["tokens"]):
+                    role = ("last subject" if t == last_subj else "subject" if t in out["subject"]
+                            else "last" if t == out["tokens"] - 1 else "before" if t < out["subject"][0]
+                            else "after subject")
+                    rows.append({"fact": f.Index, "kind": kind, "layer": layer, "pos": t, "token": strs[t],
+                                 "role": role, "effect": float(grid[layer, t]),
+                                 "traced": t in out["positions"]})
+        tokens_rows.append({"fact": f.Index, "prompt": f.prompt, "subject": f.subject, "answer": f.answer,
+                            "p_clean": out["p_clean"], "p_corrupt": out["p_corrupt"]})
     effects = pd.DataFrame(rows)
     facts_df = pd.DataFrame(tokens_rows)
     mlp = effects[(effects.kind == "mlp") & (effects.role == "last subject")] if "mlp" in config.kinds else None

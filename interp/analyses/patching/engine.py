@@ -19,6 +19,12 @@ One engine, three methods, one Result layout, so any two runs can be compared
 - **Metric**: ``logit_diff`` (answer - wrong, default), ``prob`` (answer probability)
   or ``kl`` (minus KL(clean || run)), at the last position.
 
+Scale-out and resume (activation patching, the slow method): the patched rows are cut
+into items of ``batch_rows`` rows of one (component, layer), which run in this process or
+over Ray actors (``workers``, ``interp.scale.sweep``) - the same forward passes either way,
+so the Result is the same - and are checkpointed every ``checkpoint_every`` items under
+``$INTERP_RUNS/patching/.checkpoints/``; a rerun of a killed run continues from there.
+
 Pairs must tokenize to the same length: patching aligns positions one to one, so a
 pair whose prompts differ in length is refused with both tokenizations shown.
 Pairs of different lengths are right-padded into one batch; heatmaps align positions from the end.
@@ -41,8 +47,11 @@ from interp.datasets.prompts import Pair
 from interp.errors import InterpError
 from interp.metrics import answer_prob, kl_div, logit_diff
 from interp.names import hook_name
-from interp.progress import bar
+from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
+from interp.scale.ray_backend import worker_cap
+from interp.scale.sweep import SweepCheckpoint, sweep
+from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record, track_grad
 from interp.tracing.lrp import Rules, lrp_mode
 
@@ -70,7 +79,10 @@ class PatchingConfig(Config):
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     neuron_pos: int = option(-1, "position of the neuron component")
     batch_rows: int = option(128, "rows per forward pass in activation patching", min=1)
-    NOT_IDENTITY = ("batch_rows",)
+    workers: int = option(1, "Ray workers for activation patching (needs Ray); 1: in-process",
+                          flags=("-w",), min=1)
+    checkpoint_every: int = option(25, "activation patching: forward passes between checkpoints (0: off)", min=0)
+    NOT_IDENTITY = ("batch_rows", "workers", "checkpoint_every")
 
     def check(self, model) -> None:
         """The checks that need the model (the fields' own are declared with them)."""
@@ -92,6 +104,9 @@ class Batch:
     @property
     def last(self) -> Tensor:
         return self.lengths - 1
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.clean, self.corrupt, self.lengths, self.answer, self.wrong)))
 
 
 def prepare(model, pairs: list[Pair]) -> Batch:
@@ -159,28 +174,75 @@ def _sites(model, config, layers) -> dict[tuple[str, int], str]:
     return {(c, l): hook_name(COMPONENTS[c], l) for c in config.components for l in layers}
 
 
-def activation_scores(model, config, batch, layers, metric, base_metric, source_acts, progress) -> dict:
-    """Score every (pair, component, layer, unit) by patching it alone; ``[batch, unit]``,
-    NaN at positions past a pair's end."""
+def unit_rows(model, component: str, batch: Batch) -> tuple[Tensor, Tensor]:
+    """(pair, unit) of every patched row of one component: each pair's units in order, positions
+    past a pair's end left out."""
+    B, T = batch.clean.shape
+    U = units(model, component, T)
+    pair = torch.arange(B, device=batch.clean.device).repeat_interleave(U)
+    unit = torch.arange(U, device=batch.clean.device).repeat(B)
+    if component in POSITIONAL:
+        keep = unit < batch.lengths[pair]
+        pair, unit = pair[keep], unit[keep]
+    return pair, unit
+
+
+def activation_items(model, config, batch, layers) -> dict[int, tuple[str, int, int, int]]:
+    """The sweep's items: ``(component, layer, start, rows)``, one forward pass of at most
+    ``batch_rows`` patched rows each."""
+    items, key = {}, 0
+    for component in config.components:
+        n = len(unit_rows(model, component, batch)[0])
+        for layer in layers:
+            for start in range(0, n, config.batch_rows):
+                items[key] = (component, layer, start, min(config.batch_rows, n - start))
+                key += 1
+    return items
+
+
+@torch.no_grad()
+def activation_item(model, item, config: PatchingConfig, batch: Batch, source_acts: dict, clean_last: Tensor) -> Tensor:
+    """The metric of one item's rows, each patched alone (one forward pass); runs wherever the model is."""
+    component, layer, start, n = item
+    batch, dev = batch.to(model.device), model.device
+    site = hook_name(COMPONENTS[component], layer)
+    pair, unit = (t[start:start + n] for t in unit_rows(model, component, batch))
     base, _ = _runs(config, batch)
-    B, T = base.shape
     npos = config.neuron_pos % batch.lengths
+    metric = metric_fn(config.metric, batch, clean_last.to(dev))
+    with intervene(model, [unit_write(component, site, source_acts[site].to(dev), pair, unit, npos)]):
+        logits = at_last(model(base[pair]), batch.last[pair])
+    return metric(logits, pair).cpu()
+
+
+def activation_scores(model, config, batch, layers, base_metric, source_acts, clean_last, pairs) -> dict:
+    """Score every (pair, component, layer, unit) by patching it alone; ``[batch, unit]``,
+    NaN at positions past a pair's end. A sweep of items (see the module docstring)."""
+    B, T = batch.clean.shape
+    items = activation_items(model, config, batch, layers)
+    ckpt = SweepCheckpoint(Entry(runs_root() / "patching", ".checkpoints", model.weights_hash,
+                                 key={"config": config.identity(), "batch_rows": config.batch_rows,
+                                      "pairs": [p.to_dict() for p in pairs]}, checkpoint=True), "activation patching")
+    outputs = ckpt.read() if config.checkpoint_every else {}
+    outputs = {k: v for k, v in outputs.items() if k in items}
+    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
+    args = (config, batch, source_acts, clean_last)
+    if workers > 1:  # host copies travel to the actors once
+        args = (config, batch.to("cpu"), {k: v.cpu() for k, v in source_acts.items()}, clean_last.cpu())
+    sweep(model, items, activation_item, outputs.__setitem__, args, workers=workers, done=set(outputs),
+          every=config.checkpoint_every, save=lambda done: ckpt.save(outputs, done),
+          weight=lambda item: item[3], desc="activation patching", unit="run")
     out = {}
-    for (component, layer), site in _sites(model, config, layers).items():
-        U = units(model, component, T)
-        pair = torch.arange(B, device=base.device).repeat_interleave(U)
-        unit = torch.arange(U, device=base.device).repeat(B)
-        if component in POSITIONAL:
-            keep = unit < batch.lengths[pair]
-            pair, unit = pair[keep], unit[keep]
-        dense = torch.full((B, U), float("nan"), device=base.device, dtype=base_metric.dtype)
-        for start in range(0, len(pair), config.batch_rows):
-            p, u = pair[start:start + config.batch_rows], unit[start:start + config.batch_rows]
-            with intervene(model, [unit_write(component, site, source_acts[site], p, u, npos)]):
-                logits = at_last(model(base[p]), batch.last[p])
-            dense[p, u] = metric(logits, p) - base_metric[p]
-            progress.update(len(p))
-        out[(component, layer)] = dense
+    rows = {c: unit_rows(model, c, batch) for c in config.components}
+    for component in config.components:
+        for layer in layers:
+            out[(component, layer)] = torch.full((B, units(model, component, T)), float("nan"),
+                                                 device=base_metric.device, dtype=base_metric.dtype)
+    for key, (component, layer, start, n) in items.items():
+        pair, unit = (t[start:start + n] for t in rows[component])
+        out[(component, layer)][pair, unit] = outputs[key].to(base_metric.device, base_metric.dtype) - base_metric[pair]
+    if config.checkpoint_every:
+        ckpt.clear()
     return out
 
 
@@ -229,12 +291,13 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
     started = time.perf_counter()
     batch = prepare(model, pairs)
     layers = list(config.layers) or list(range(model.n_layers))
-    T = batch.clean.shape[1]
-    total = sum(int(batch.lengths.sum()) if c in POSITIONAL else len(pairs) * units(model, c, T)
-                for c in config.components) * len(layers)
     active = config.method == "activation"
-    with bar(total=total if active else 0, desc="activation patching", unit="run", disable=not active) as progress, \
-            torch.no_grad():
+    if config.workers > 1 and not active:
+        import warnings
+
+        warnings.warn(f"--workers applies to activation patching; {config.method} runs in one pass here",
+                      stacklevel=2)
+    with torch.no_grad():
         base, source = _runs(config, batch)
         with record(model, list(_sites(model, config, layers).values())) as source_acts:
             source_last = at_last(model(source), batch.last)
@@ -244,7 +307,8 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
         idx = torch.arange(len(pairs), device=base.device)
         base_metric, source_metric = metric(base_last, idx), metric(source_last, idx)
         if active:
-            scores = activation_scores(model, config, batch, layers, metric, base_metric, source_acts, progress)
+            clean_last = source_last if config.direction == "denoising" else base_last
+            scores = activation_scores(model, config, batch, layers, base_metric, source_acts, clean_last, pairs)
         else:
             scores = gradient_scores(model, config, batch, layers, metric, source_acts)
     rows = []

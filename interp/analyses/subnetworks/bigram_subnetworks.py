@@ -154,6 +154,7 @@ def random_like(hard: dict[str, Tensor], fraction: float, seed: int) -> dict[str
 
 def _scores(model, windows: Tensor, table: BigramTable) -> dict:
     """Soft CE and KL against the bigram distribution, and the LM loss, on ``windows``."""
+    windows = windows.to(model.device)
     with torch.no_grad():
         logits = model(windows).float()
         target = table.dist(windows)

@@ -32,9 +32,51 @@ def test_local_directory_round_trip(tmp_path, tiny_llama):
     tokens = tiny_llama.to_tokens("abc")
     with torch.no_grad():
         torch.testing.assert_close(again(tokens), tiny_llama(tokens))
-    assert again.weights_hash == tiny_llama.weights_hash
+    assert again.weights_hash == load_model(str(tmp_path)).weights_hash  # read from the files: stable
     assert again.prepends_bos == tiny_llama.prepends_bos
     assert again.to_tokens("abc").tolist() == tokens.tolist()
+
+
+def test_directory_hash_comes_from_the_files(tmp_path, tiny_llama, monkeypatch):
+    """A local model's hash is its files' (no pass over the tensors), changes with the weights and
+    with the dtype, and the weights load in the dtype asked for."""
+    import interp.models.model as model_module
+
+    tiny_llama.save_pretrained(tmp_path / "a")
+    other = load_model("tiny-llama")
+    with torch.no_grad():
+        next(iter(other.hf_model.parameters())).add_(1.0)
+    other.save_pretrained(tmp_path / "b")
+    monkeypatch.setattr(model_module, "hash_weights", lambda params: pytest.fail("hashed the tensors"))
+    a, b = load_model(str(tmp_path / "a"), dtype="float32"), load_model(str(tmp_path / "b"), dtype="float32")
+    assert a.weights_hash != b.weights_hash
+    half = load_model(str(tmp_path / "a"), dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.weights_hash not in (a.weights_hash, b.weights_hash)
+
+
+def test_default_attention_matches_eager(tiny_llama):
+    """interp no longer forces eager attention: the bridge computes hook_pattern itself, so the
+    logits and patterns are the same under SDPA (negative control: a perturbed query weight)."""
+    from interp.models.model import Model
+    from interp.models.tiny import build_tiny
+    from interp.names import hook_name
+    from interp.tracing import record
+
+    tokens = tiny_llama.to_tokens(["abcdef", "xyzzy!"])
+    site = hook_name("attn_pattern", 1)
+    runs = {}
+    for impl in ("eager", "sdpa", "perturbed"):
+        hf, tok = build_tiny("tiny-llama")
+        hf.set_attn_implementation("eager" if impl == "eager" else "sdpa")
+        if impl == "perturbed":
+            with torch.no_grad():
+                hf.model.layers[1].self_attn.q_proj.weight.mul_(1.5)
+        model = Model.wrap("tiny-llama", "interp/tiny-llama", hf, tok)
+        with torch.no_grad(), record(model, [site]) as acts:
+            runs[impl] = (model(tokens), acts[site])
+    torch.testing.assert_close(runs["sdpa"][0], runs["eager"][0])
+    torch.testing.assert_close(runs["sdpa"][1], runs["eager"][1])
+    assert not torch.allclose(runs["perturbed"][1], runs["eager"][1], atol=1e-4)
 
 
 def test_tiny_models_are_deterministic():

@@ -10,6 +10,7 @@ from interp.errors import InterpError
 from interp.metrics import head_outputs
 from interp.names import hook_name
 from interp.tracing.hooks import record
+from tests.tolerances import approx, close
 
 FACTS = [Fact("The capital of Abc is", "Abc", " x", "capital"), Fact("Home of Qrs: the", "Qrs", " y", "capital"),
          Fact("Zed lives in", "Zed", "abc", "capital")]
@@ -23,7 +24,7 @@ def result(tiny):
 def test_dla_components_sum_to_the_logit(tiny, result):
     dla, facts = result.table("dla"), result.table("facts")
     totals = dla.groupby("fact").dla.sum()
-    assert totals.values == pytest.approx(facts.logit.values, abs=1e-4)
+    assert totals.values == approx(facts.logit.values, "sum")
     kinds = dla[dla.fact == 0].kind.value_counts()
     assert kinds["attn"] == kinds["mlp"] == tiny.n_layers and kinds["embed"] == kinds["bias"] == 1
 
@@ -35,7 +36,7 @@ def test_neuron_contributions_sum_to_the_mlp(tiny, result):
     per_fact = result.tensors["neuron_dla"].sum(1).numpy()
     b_out = tiny.weights.b_out[layer]
     assert b_out is None or not b_out.any()  # neither tiny model has a nonzero b_out, so nothing is left over
-    assert per_fact == pytest.approx(mlp, abs=1e-4)
+    assert per_fact == approx(mlp, "sum")
 
 
 def test_head_outputs_sum_to_attention(tiny):
@@ -43,7 +44,7 @@ def test_head_outputs_sum_to_attention(tiny):
         tiny(tiny.to_tokens("heads add up"))
     heads = head_outputs(tiny, 1, acts[hook_name("attn_z", 1)]).sum(-2)
     b_O = tiny.weights.b_O[1]
-    assert torch.allclose(heads + (0 if b_O is None else b_O), acts[hook_name("attn_out", 1)], atol=1e-5)
+    close(heads + (0 if b_O is None else b_O.float()), acts[hook_name("attn_out", 1)], "sum")
 
 
 def test_tables_and_regression(tiny, result):

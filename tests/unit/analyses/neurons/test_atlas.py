@@ -43,7 +43,7 @@ def test_atlas_equals_brute_force(tiny, corpus):
     sites = [hook_name("mlp_post", l) for l in range(tiny.n_layers)]
     with torch.no_grad(), record(tiny, sites) as acts:
         tiny(tokens)
-    dense = torch.stack([acts[s].flatten(0, 1) for s in sites])  # [layer, positions, d_mlp]
+    dense = torch.stack([acts[s].flatten(0, 1) for s in sites]).float()  # [layer, positions, d_mlp]
     neurons, ex = result.table("neurons"), result.table("examples")
     assert result.metrics["tokens"] == dense.shape[1] == tokens.numel()
     torch.testing.assert_close(torch.tensor(neurons["max"].values), dense.amax(1).flatten())
@@ -124,9 +124,9 @@ def test_bad_corpora_and_workers(tiny_llama, tmp_path):
         with pytest.raises(InterpError, match=message):
             interp.run("neuron_atlas", tiny_llama, _config(str(tmp_path / name)), save=False)
     with pytest.warns(UserWarning, match="more than the .* cores"):
-        from interp.analyses.neurons.atlas import _check_workers
+        from interp.scale.ray_backend import worker_cap
 
-        assert _check_workers(10_000) == os.cpu_count()
+        assert worker_cap(10_000) == os.cpu_count()
 
 
 def test_active_on_text(tiny_llama, corpus):

@@ -8,6 +8,7 @@ from interp.analyses.neurons.clamping import clamp_effect, next_token_table
 from interp.errors import InterpError
 from interp.models import load_model
 from interp.tracing.interventions import clamp
+from tests.tolerances import low_precision
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def test_larger_clamps_raise_the_token_monotonically(planted):
     for value in [-4.0, -1.0, 0.0, 1.0, 4.0, 16.0]:
         with torch.no_grad(), clamp(model, [(1, 7)], value):
             logps.append(float(model(tokens)[0, -1].log_softmax(-1)[token]))
-    assert all(b > a for a, b in zip(logps, logps[1:])), logps
+    # strictly rising; in bfloat16 a log-prob near saturation can repeat (steps of 2^-5 at |x| ~ 4)
+    rises = [b > a or (low_precision() and b == a) for a, b in zip(logps, logps[1:])]
+    assert all(rises) and logps[-1] > logps[0], logps
 
 
 def test_clamp_holds_during_generation_and_reports(planted):

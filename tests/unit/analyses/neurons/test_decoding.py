@@ -23,7 +23,7 @@ def test_batched_decoding_equals_a_per_neuron_loop(tiny):
         layer = int(torch.randint(tiny.n_layers, (1,), generator=gen))
         neuron = int(torch.randint(tiny.d_mlp, (1,), generator=gen))
         for side in result.metrics["sides"]:
-            scores = side_vectors(tiny, layer, side, True)[neuron] @ side_basis(tiny, side, True)
+            scores = side_vectors(tiny, layer, side, True)[neuron].float() @ side_basis(tiny, side, True).float()
             rows = decoded[(decoded.layer == layer) & (decoded.neuron == neuron)]
             top = rows[rows.side == side + "+"].sort_values("rank")
             bottom = rows[rows.side == side + "-"].sort_values("rank")
@@ -35,8 +35,9 @@ def test_batched_decoding_equals_a_per_neuron_loop(tiny):
 def test_inverted_index_equals_brute_force(tiny_llama):
     k = 5
     result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)
-    basis = side_basis(tiny_llama, "out", True)
-    all_scores = torch.cat([side_vectors(tiny_llama, l, "out", True) @ basis for l in range(tiny_llama.n_layers)])
+    basis = side_basis(tiny_llama, "out", True).float()
+    all_scores = torch.cat([side_vectors(tiny_llama, l, "out", True).float() @ basis
+                            for l in range(tiny_llama.n_layers)])
     for token in (3, 100, 250):
         best = all_scores[:, token].topk(k)
         table = neurons_for(result, token, k)

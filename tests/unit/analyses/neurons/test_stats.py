@@ -19,7 +19,7 @@ def test_neuron_stats_equal_dense_activations(tiny_llama, tmp_path, monkeypatch)
     sites = [hook_name("mlp_post", l) for l in range(tiny_llama.n_layers)]
     with torch.no_grad(), record(tiny_llama, sites) as acts:
         tiny_llama(windows)
-    dense = torch.stack([acts[s].flatten(0, 1) for s in sites])  # [layer, tokens, d_mlp]
+    dense = torch.stack([acts[s].flatten(0, 1) for s in sites]).float()  # [layer, tokens, d_mlp]
     assert int(out["count"][0]) == dense.shape[1] == windows.numel()
     torch.testing.assert_close(out["max"], dense.amax(1))
     torch.testing.assert_close(out["min"], dense.amin(1))

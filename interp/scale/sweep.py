@@ -1,0 +1,103 @@
+"""A checkpointed sweep: independent work items, in this process or over Ray actors.
+
+Activation patching (chunks of patched rows of one component and layer) and causal
+tracing (one fact each) are sweeps: every item is the same computation wherever it runs,
+so a sweep over actors gives the Result of one process, item for item. ``sweep``:
+
+- runs the items not yet ``done`` (``workers=1``: here; more: a ``Pool`` of actors, one
+  model each, results folded as they arrive, in any order);
+- hands each result to ``fold(key, out)``;
+- every ``every`` folded items calls ``save(done_keys)``, where the caller writes its
+  accumulated outputs and the done keys atomically (``SweepCheckpoint``), so a run killed
+  at any point (even SIGKILL) resumes from the last save with the same Result;
+- shows one progress bar, weighted by ``weight(item)``; in this process, a ``run`` that takes
+  a ``progress`` argument moves the bar itself within its item (finer than one step an item).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from interp.progress import bar
+from interp.storage.cache import Entry, load_tensors, save_tensors
+
+
+def sweep(model, items: dict[int, object], run: Callable, fold: Callable[[int, object], None], args: tuple = (),
+          workers: int = 1, done: frozenset | set = frozenset(), every: int = 0,
+          save: Callable[[list[int]], None] | None = None, weight: Callable[[object], int] = lambda item: 1,
+          desc: str = "sweep", unit: str = "item") -> None:
+    """Run ``run(model, item, *args)`` for every item whose key is not in ``done``; see the module docstring."""
+    todo = {k: v for k, v in items.items() if k not in done}
+    finished = sorted(done)
+    since = 0
+    with bar(total=sum(weight(v) for v in items.values()), desc=desc, unit=unit,
+             initial=sum(weight(items[k]) for k in done if k in items)) as progress:
+        if workers > 1 and len(todo) > 1:
+            from interp.scale.ray_backend import Pool
+
+            with Pool(model, min(workers, len(todo))) as pool:
+                shared = tuple(pool.put(a) for a in args)  # sent once, not once per item
+                results = pool.map(run, todo, shared)
+                for key, out in results:
+                    since = _folded(key, out, fold, finished, since, every, save)
+                    progress.update(weight(todo[key]))
+        else:
+            reports = "progress" in inspect.signature(run).parameters
+            for key, item in todo.items():
+                share = _Share(progress)
+                out = run(model, item, *args, progress=share) if reports else run(model, item, *args)
+                since = _folded(key, out, fold, finished, since, every, save)
+                progress.update(max(0, weight(item) - share.n))
+
+
+class _Share:
+    """The bar as one item sees it: what the item reports counts toward its weight."""
+
+    def __init__(self, bar):
+        self.bar, self.n = bar, 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.bar.update(n)
+
+
+def _folded(key, out, fold, finished: list, since: int, every: int, save) -> int:
+    fold(key, out)
+    finished.append(key)
+    since += 1
+    if every and save is not None and since >= every:
+        save(sorted(finished))
+        return 0
+    return since
+
+
+class SweepCheckpoint:
+    """The outputs of a sweep's finished items, saved and read back atomically (one ``Entry``)."""
+
+    def __init__(self, entry: Entry, what: str):
+        self.entry, self.what = entry, what
+
+    def read(self) -> dict[int, object]:
+        def load(path: Path) -> dict[int, object]:
+            keys = json.loads((path / "progress.json").read_text())["done"]
+            outs = load_tensors(path / "outputs.safetensors")
+            return {int(k): outs[i] for i, k in enumerate(keys)}
+
+        outputs = self.entry.read(load) or {}
+        if outputs:
+            tqdm.write(f"resuming the {self.what} from a checkpoint: {len(outputs)} items done", file=sys.stderr)
+        return outputs
+
+    def save(self, outputs: dict[int, object], done: list[int]) -> None:
+        with self.entry.write() as tmp:
+            save_tensors(tmp / "outputs.safetensors", [outputs[k] for k in done])
+            (tmp / "progress.json").write_text(json.dumps({"done": done}))
+
+    def clear(self) -> None:
+        self.entry.clear()
