@@ -103,7 +103,7 @@ def load_model(
     for p in hf_model.parameters():
         p.requires_grad_(False)
     if known_hash is not None and dtype != torch.float32:
-        known_hash = with_dtype(known_hash, dtype)  # the same files cast to another dtype are other weights
+        known_hash = derived_hash(known_hash, dtype)  # the same files cast to another dtype are other weights
     return Model.wrap(spec, name, hf_model, tokenizer, source=source, known_hash=known_hash)
 
 
@@ -184,8 +184,7 @@ def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> 
         for name, value in edits.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
     # the base's hash plus the edit file's fingerprint: no pass over every tensor
-    edited = hashlib.blake2b(f"{base.weights_hash}:{file_fingerprint(directory / 'edits.safetensors')}".encode(),
-                             digest_size=8).hexdigest()
+    edited = derived_hash(base.weights_hash, file_fingerprint(directory / "edits.safetensors"))
     base.spec, base.source, base.known_hash = str(directory), str(directory.resolve()), edited
     base.__dict__.pop("weights_hash", None)  # cached from the check above: the weights changed
     return base
@@ -305,7 +304,7 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
                           "safetensors weights and tokenizer files, or a .gguf file")
     if looks_like_path:
         _check_model_dir(local)
-    if not looks_like_path and not _hub_cached(spec) and not _hub_reachable():
+    if not looks_like_path and model_files(spec) is None and not _hub_reachable():
         raise InterpError(
             f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "
             "not a local model directory, not in the local Hugging Face cache, and the hub "
@@ -334,8 +333,9 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
     return model, tokenizer
 
 
-def with_dtype(weights_hash: str, dtype: torch.dtype) -> str:
-    return hashlib.blake2b(f"{weights_hash}:{dtype}".encode(), digest_size=8).hexdigest()
+def derived_hash(weights_hash: str, *parts) -> str:
+    """A weights hash for weights derived from hashed ones (another dtype, an edit on top)."""
+    return hashlib.blake2b(":".join(map(str, (weights_hash, *parts))).encode(), digest_size=8).hexdigest()
 
 
 def model_files(spec: str) -> tuple[Path, str] | None:
@@ -371,15 +371,6 @@ def files_hash(spec: str) -> str | None:
     for p in weights:
         h.update(f"{p.name}:{file_fingerprint(p)}".encode())
     return h.hexdigest()
-
-
-def _hub_cached(spec: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
-    except Exception:
-        return False
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

@@ -1,13 +1,13 @@
 """Ray backend: one model per actor, on the CPUs or GPUs of a local or a real cluster.
 
-``connect(workers, device)`` joins the cluster named by ``RAY_ADDRESS`` (a multi-node
-cluster started with ``ray start --head`` / ``ray start --address``), or the one this
-process already joined with ``ray.init(...)``, or else starts a local one. The worker
-count is capped by what the cluster has (``ray.cluster_resources()``: its CPUs, or its GPUs
-on CUDA), or by this machine's cores (or GPUs) for a local cluster; a cap is a visible
+``Pool`` joins the cluster named by ``RAY_ADDRESS`` (a multi-node cluster started with
+``ray start --head`` / ``ray start --address``), or the one this process already joined with
+``ray.init(...)``, or else starts a local one. The worker count is capped (``worker_cap``, the
+one place that caps) by what the cluster has (``ray.cluster_resources()``: its CPUs, or its
+GPUs on CUDA), or by this machine's cores (or GPUs) for a local cluster; a cap is a visible
 warning, never silent.
 
-``Pool`` starts the actors: each loads the model spec itself (so a hub id or a path must
+The pool then starts the actors: each loads the model spec itself (so a hub id or a path must
 be reachable from every node), in the driver's device and dtype, requesting one GPU
 (``num_gpus=1``) on CUDA and one CPU otherwise (running the driver's number of torch threads, so
 the CPU kernels sum in the same order and a sharded Result equals the one-process one); the
@@ -43,11 +43,10 @@ def _uses_gpu(device: str) -> bool:
 def worker_cap(workers: int, device: str = "cpu") -> int:
     """``workers``, capped by the connected cluster's CPUs (GPUs on CUDA), or by this machine's
     when no cluster is connected; a cap is warned about (the CLI shows it as a ``warning:`` line)."""
-    gpu = _uses_gpu(device)
-    ray = _ray() if (os.environ.get("RAY_ADDRESS") or _initialized()) else None
-    if ray is not None:
-        if not ray.is_initialized():
-            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    gpu, ray = _uses_gpu(device), _ray()
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    if ray.is_initialized():
         have = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 0))
         where = f"the Ray cluster's {have} {'GPUs' if gpu else 'CPUs'}"
     else:
@@ -59,24 +58,6 @@ def worker_cap(workers: int, device: str = "cpu") -> int:
     if workers > have:
         warnings.warn(f"--workers {workers} is more than {where}; using {have}", stacklevel=2)
         return have
-    return workers
-
-
-def _initialized() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return ray.is_initialized()
-
-
-def connect(workers: int, device: str = "cpu") -> int:
-    """Join (or start) the cluster and return the capped worker count."""
-    workers = worker_cap(workers, device)
-    ray = _ray()
-    if not ray.is_initialized():  # no cluster named: a local one sized for the workers
-        gpus = workers if _uses_gpu(device) else 0
-        ray.init(num_cpus=workers, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
     return workers
 
 
@@ -98,10 +79,12 @@ class Pool:
     """``workers`` actors, each holding ``model``'s spec loaded on the same device and dtype."""
 
     def __init__(self, model, workers: int):
-        self.workers = connect(workers, str(model.device))
-        ray = _ray()
         device = str(model.device)
-        gpu = _uses_gpu(device)
+        gpu, ray = _uses_gpu(device), _ray()
+        self.workers = worker_cap(workers, device)
+        if not ray.is_initialized():  # no cluster named: a local one sized for the workers
+            ray.init(num_cpus=self.workers, num_gpus=self.workers if gpu else 0, include_dashboard=False,
+                     log_to_driver=False)
         actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(_Worker)
         env = {k: v for k, v in os.environ.items() if k.startswith(("INTERP_", "HF_"))}
         dtype = str(model.dtype).removeprefix("torch.")

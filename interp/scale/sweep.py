@@ -7,9 +7,10 @@ so a sweep over actors gives the Result of one process, item for item. ``sweep``
 - runs the items not yet ``done`` (``workers=1``: here; more: a ``Pool`` of actors, one
   model each, results folded as they arrive, in any order);
 - hands each result to ``fold(key, out)``;
-- every ``every`` folded items calls ``save(done_keys)``, where the caller writes its
-  accumulated outputs and the done keys atomically (``SweepCheckpoint``), so a run killed
-  at any point (even SIGKILL) resumes from the last save with the same Result;
+- every ``every`` folded items calls ``save(done_keys)``, where the caller writes what it has
+  accumulated and the done keys atomically, so a run killed at any point (even SIGKILL)
+  resumes from the last save with the same Result (the atlas folds into one reducer and
+  saves that; ``checkpointed_sweep`` keeps every item's output and saves those);
 - shows one progress bar, weighted by ``weight(item)``; in this process, a ``run`` that takes
   a ``progress`` argument moves the bar itself within its item (finer than one step an item).
 """
@@ -77,27 +78,30 @@ def _folded(key, out, fold, finished: list, since: int, every: int, save) -> int
     return since
 
 
-class SweepCheckpoint:
-    """The outputs of a sweep's finished items, saved and read back atomically (one ``Entry``)."""
+def checkpointed_sweep(model, items: dict[int, object], run: Callable, args: tuple, entry: Entry, what: str,
+                       workers: int = 1, every: int = 0, **bar) -> dict[int, object]:
+    """Every item's output, from ``entry``'s checkpoint where an earlier run got that far and from
+    ``sweep`` for the rest; saved every ``every`` items and cleared once all are done (``every=0``:
+    no checkpoints). ``bar`` goes to ``sweep`` (``weight``, ``desc``, ``unit``)."""
+    outputs = (entry.read(_read_outputs) or {}) if every else {}
+    outputs = {k: v for k, v in outputs.items() if k in items}
+    if outputs:
+        tqdm.write(f"resuming the {what} from a checkpoint: {len(outputs)} of {len(items)} items done",
+                   file=sys.stderr)
+    sweep(model, items, run, outputs.__setitem__, args, workers=workers, done=set(outputs), every=every,
+          save=lambda done: _save_outputs(entry, outputs, done), **bar)
+    if every:
+        entry.clear()
+    return outputs
 
-    def __init__(self, entry: Entry, what: str):
-        self.entry, self.what = entry, what
 
-    def read(self) -> dict[int, object]:
-        def load(path: Path) -> dict[int, object]:
-            keys = json.loads((path / "progress.json").read_text())["done"]
-            outs = load_tensors(path / "outputs.safetensors")
-            return {int(k): outs[i] for i, k in enumerate(keys)}
+def _read_outputs(path: Path) -> dict[int, object]:
+    keys = json.loads((path / "progress.json").read_text())["done"]
+    outs = load_tensors(path / "outputs.safetensors")
+    return {int(k): outs[i] for i, k in enumerate(keys)}
 
-        outputs = self.entry.read(load) or {}
-        if outputs:
-            tqdm.write(f"resuming the {self.what} from a checkpoint: {len(outputs)} items done", file=sys.stderr)
-        return outputs
 
-    def save(self, outputs: dict[int, object], done: list[int]) -> None:
-        with self.entry.write() as tmp:
-            save_tensors(tmp / "outputs.safetensors", [outputs[k] for k in done])
-            (tmp / "progress.json").write_text(json.dumps({"done": done}))
-
-    def clear(self) -> None:
-        self.entry.clear()
+def _save_outputs(entry: Entry, outputs: dict[int, object], done: list[int]) -> None:
+    with entry.write() as tmp:  # outputs and progress replaced together
+        save_tensors(tmp / "outputs.safetensors", [outputs[k] for k in done])
+        (tmp / "progress.json").write_text(json.dumps({"done": done}))

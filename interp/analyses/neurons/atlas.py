@@ -44,7 +44,6 @@ from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
-from interp.scale.ray_backend import worker_cap
 from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
 from interp.tracing import record
@@ -146,9 +145,8 @@ def run(model, config: AtlasConfig) -> Result:
     layers = model.check_layers(config.layers)
     tokens = plan(model, config)
     n_batches = -(-len(tokens) // config.batch_size)
-    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
-    if workers > 1:
-        reducer = _sharded(model, tokens, layers, config, n_batches, workers)
+    if config.workers > 1:  # the Ray pool caps the workers by what the cluster (or machine) has
+        reducer = _sharded(model, tokens, layers, config, n_batches, config.workers)
     else:
         reducer = _in_process(model, tokens, layers, config, n_batches)
     result = _result(model, config, layers, tokens, reducer)

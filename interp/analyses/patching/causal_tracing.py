@@ -34,8 +34,7 @@ from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
-from interp.scale.ray_backend import worker_cap
-from interp.scale.sweep import SweepCheckpoint, sweep
+from interp.scale.sweep import checkpointed_sweep
 from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record
 
@@ -133,10 +132,8 @@ def _trace_item(model, item, config: TraceConfig, progress=None) -> dict:
 def _trace_sweep(model, config: TraceConfig, known) -> dict[int, dict]:
     """Every known fact traced, here or over Ray actors, checkpointed (see the module docstring)."""
     items = {i: (f.prompt, f.subject, f.answer, f.relation, int(f.answer_id)) for i, f in enumerate(known.itertuples())}
-    ckpt = SweepCheckpoint(Entry(runs_root() / "causal_tracing", ".checkpoints", model.weights_hash,
-                                 key={"config": config.identity(), "facts": list(items.values())}, checkpoint=True),
-                           "causal tracing")
-    outputs = ckpt.read() if config.checkpoint_every else {}
+    entry = Entry(runs_root() / "causal_tracing", ".checkpoints", model.weights_hash, checkpoint=True,
+                  key={"config": config.identity(), "facts": list(items.values())})
 
     def restorations(item) -> int:
         prompt, subject = item[0], item[1]
@@ -144,13 +141,9 @@ def _trace_sweep(model, config: TraceConfig, known) -> dict[int, dict]:
         n = 1 if config.subject_only else len(model.encode(prompt)) - first
         return n * model.n_layers * len(config.kinds)
 
-    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
-    sweep(model, items, _trace_item, outputs.__setitem__, (config,), workers=workers, done=set(outputs),
-          every=config.checkpoint_every, save=lambda done: ckpt.save(outputs, done), weight=restorations,
-          desc="causal tracing", unit="restoration")
-    if config.checkpoint_every:
-        ckpt.clear()
-    return outputs
+    return checkpointed_sweep(model, items, _trace_item, (config,), entry, "causal tracing", workers=config.workers,
+                              every=config.checkpoint_every, weight=restorations, desc="causal tracing",
+                              unit="restoration")
 
 
 @register("causal_tracing", TraceConfig)

@@ -49,8 +49,7 @@ from interp.metrics import answer_prob, kl_div, logit_diff
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
-from interp.scale.ray_backend import worker_cap
-from interp.scale.sweep import SweepCheckpoint, sweep
+from interp.scale.sweep import checkpointed_sweep
 from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record, track_grad
 from interp.tracing.lrp import Rules, lrp_mode
@@ -220,18 +219,15 @@ def activation_scores(model, config, batch, layers, base_metric, source_acts, cl
     NaN at positions past a pair's end. A sweep of items (see the module docstring)."""
     B, T = batch.clean.shape
     items = activation_items(model, config, batch, layers)
-    ckpt = SweepCheckpoint(Entry(runs_root() / "patching", ".checkpoints", model.weights_hash,
-                                 key={"config": config.identity(), "batch_rows": config.batch_rows,
-                                      "pairs": [p.to_dict() for p in pairs]}, checkpoint=True), "activation patching")
-    outputs = ckpt.read() if config.checkpoint_every else {}
-    outputs = {k: v for k, v in outputs.items() if k in items}
-    workers = worker_cap(config.workers, str(model.device)) if config.workers > 1 else 1
+    entry = Entry(runs_root() / "patching", ".checkpoints", model.weights_hash, checkpoint=True,
+                  key={"config": config.identity(), "batch_rows": config.batch_rows,
+                       "pairs": [p.to_dict() for p in pairs]})
     args = (config, batch, source_acts, clean_last)
-    if workers > 1:  # host copies travel to the actors once
+    if config.workers > 1:  # host copies travel to the actors once
         args = (config, batch.to("cpu"), {k: v.cpu() for k, v in source_acts.items()}, clean_last.cpu())
-    sweep(model, items, activation_item, outputs.__setitem__, args, workers=workers, done=set(outputs),
-          every=config.checkpoint_every, save=lambda done: ckpt.save(outputs, done),
-          weight=lambda item: item[3], desc="activation patching", unit="run")
+    outputs = checkpointed_sweep(model, items, activation_item, args, entry, "activation patching",
+                                 workers=config.workers, every=config.checkpoint_every, weight=lambda item: item[3],
+                                 desc="activation patching", unit="run")
     out = {}
     rows = {c: unit_rows(model, c, batch) for c in config.components}
     for component in config.components:
@@ -241,8 +237,6 @@ def activation_scores(model, config, batch, layers, base_metric, source_acts, cl
     for key, (component, layer, start, n) in items.items():
         pair, unit = (t[start:start + n] for t in rows[component])
         out[(component, layer)][pair, unit] = outputs[key].to(base_metric.device, base_metric.dtype) - base_metric[pair]
-    if config.checkpoint_every:
-        ckpt.clear()
     return out
 
 
