@@ -16,6 +16,7 @@ import sys
 import warnings
 
 import typer
+from tqdm.auto import tqdm
 
 from interp.commands import app
 from interp.commands.common import strict_json
@@ -44,7 +45,8 @@ def _quiet() -> None:
         warnings.filterwarnings("ignore", category=category)
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
-    warnings.showwarning = lambda message, category, *a, **k: sys.stderr.write(f"warning: {message}\n")
+    # through tqdm, so a warning raised while a progress bar is drawn gets its own line, not the bar's
+    warnings.showwarning = lambda message, category, *a, **k: tqdm.write(f"warning: {message}", file=sys.stderr)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

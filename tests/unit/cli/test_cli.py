@@ -127,3 +127,22 @@ def test_neurons_for_prints_its_table(capsys, monkeypatch):
     """The README's own example, read as a person would (its printer once crashed; --json did not)."""
     code, out, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "3")
     assert code == 0 and "neurons promoting 'a'" in out and len(out.strip().splitlines()) == 4, err
+
+
+def test_a_warning_under_a_progress_bar_gets_its_own_line(capsys, monkeypatch):
+    """The CLI shows warnings through tqdm, so one raised while a bar is drawn is not glued to it."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from interp.cli import _quiet
+
+    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    _quiet()
+    with tqdm(total=3, desc="work", file=sys.stderr) as bar:
+        bar.update(1)
+        warnings.warn("the cap applies", UserWarning, stacklevel=1)
+        bar.update(2)
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert "warning: the cap applies" in lines
