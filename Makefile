@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint gpu-check
+.PHONY: install run test bench bench-gpu lint gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,13 @@ bench: install
 	$(PY) benchmarks/patching.py
 	$(PY) benchmarks/factual_recall.py
 	$(PY) benchmarks/causal_tracing.py
+	$(PY) benchmarks/neuron_atlas.py
+	$(PY) benchmarks/preflight.py
+
+# On a machine with a GPU: the shape-faithful benchmarks (random Llama-3.2-1B and Llama-3.1-8B shapes,
+# bf16, built on the device) and the embedded model on the same device, for the README's GPU column.
+bench-gpu: install
+	$(PY) benchmarks/gpu_shapes.py --device cuda --embedded smollm2-135m
 
 lint: install
 	$(VENV)/bin/ruff check interp app tests benchmarks

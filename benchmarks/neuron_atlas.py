@@ -1,6 +1,6 @@
 """Benchmark: atlas throughput against plain forward passes, and its memory at two corpus sizes.
 
-    python benchmarks/neuron_atlas.py [--batches 6] [--sizes 10000 100000]
+    python benchmarks/neuron_atlas.py [--batches 16] [--sizes 10000 100000]
 
 Measured in one run on the embedded model (all 30 layers, 8 x 128-token batches of stdlib-docs):
 - throughput: tokens/s of the atlas loop (record all neurons + the streaming reducers)
@@ -35,21 +35,20 @@ print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--batches", type=int, default=16)  # as many as `make run`'s atlas: the first batches cost more
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     args = ap.parse_args()
 
     import interp
     from interp.analyses.neurons.atlas import AtlasConfig, plan
-    from interp.names import hook_name
-    from interp.tracing.hooks import record
     from interp.tracing.reducers import AtlasReducer
+    from interp.tracing.stream import stream_batches
 
     model = interp.load_model("smollm2-135m")
     config = AtlasConfig(corpus="stdlib-docs", n_tokens=args.batches * 8 * 128, checkpoint_every=0)
     tokens = plan(model, config)
     n_batches = len(tokens) // 8
-    sites = [hook_name("mlp_post", l) for l in range(model.n_layers)]
+    layers = list(range(model.n_layers))
     reducer = AtlasReducer(model.n_layers, model.d_mlp, config.k)
     plain = atlas = 0.0
     with torch.no_grad():
@@ -60,11 +59,7 @@ def main() -> None:
             model(batch)
             plain += time.perf_counter() - t
             t = time.perf_counter()
-            with record(model, sites) as acts:
-                model(batch)
-            positions = (torch.arange(b * 8, b * 8 + 8)[:, None] * 128 + torch.arange(128)).flatten()
-            for slot, site in enumerate(sites):
-                reducer.update(slot, acts[site].flatten(0, 1), positions)
+            stream_batches(model, tokens, layers, 8, [b], reducer, disable=True)  # the atlas's own loop
             atlas += time.perf_counter() - t
     n = n_batches * 8 * 128
     print(f"smollm2-135m, {n:,} tokens in {n_batches} batches of 8 x 128, {torch.get_num_threads()} threads, "

@@ -9,20 +9,28 @@ figures by the same name, and the CLI builds its options from the Config's field
 - ``run(name, model, **options)`` runs and stores a Result;
 - ``cached_run`` first looks for a stored Result with the same identity (config
   fields, analysis ``VERSION``) and weights hash, for analyses that are pure
-  functions of the weights and their config (decoding, the atlas).
+  functions of the weights and their config (decoding, the atlas);
+- ``estimate(name, model, ...)``: the preflight of an analysis that registered an
+  ``@estimator`` (``interp.scale.preflight``): passes, memory and time, without running it.
+  ``run`` checks it first.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tqdm.auto import tqdm
+
 from interp.errors import InterpError, non_finite
 from interp.paths import runs_root
 from interp.result import CONFIGS, Config, Result
+from interp.scale.preflight import CALIBRATE_FROM, Estimate, check, duration
 from interp.storage import ensure_writable, find_runs, load_result, save_result, verify_run
 
 
@@ -36,6 +44,7 @@ class Analysis:
 
 
 REGISTRY: dict[str, Analysis] = {}
+ESTIMATORS: dict[str, Callable[..., Estimate]] = {}
 
 
 def register(name: str, config: type[Config]):
@@ -43,6 +52,15 @@ def register(name: str, config: type[Config]):
     def wrap(fn: Callable[..., Result]):
         REGISTRY[name] = Analysis(name, config, fn, (fn.__doc__ or "").strip(), fn.__module__)
         CONFIGS[name] = config
+        return fn
+
+    return wrap
+
+
+def estimator(name: str):
+    """Register ``fn(model, config, calibrate: bool) -> Estimate`` as analysis ``name``'s preflight."""
+    def wrap(fn: Callable[..., Estimate]):
+        ESTIMATORS[name] = fn
         return fn
 
     return wrap
@@ -72,13 +90,42 @@ def make_config(name: str, config: Config | None = None, **options) -> Config:
     return config or analysis.config.from_dict(options)
 
 
+def estimate(name: str, model, config: Config | None = None, calibrate: bool = True, **options) -> Estimate:
+    """The preflight of analysis ``name``: forward passes, peak memory and (with ``calibrate``)
+    time from one measured unit of its work on the model's device. Runs nothing else."""
+    get_analysis(name)
+    if name not in ESTIMATORS:
+        raise InterpError(f"{name} has no preflight estimate; these do: {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name](model, make_config(name, config, **options), calibrate)
+
+
+def _preflight(name: str, model, config: Config) -> Estimate | None:
+    """Refuse a job that does not fit; time and print the estimate of a long one."""
+    if name not in ESTIMATORS:
+        return None
+    est = ESTIMATORS[name](model, config, False)
+    check(est)
+    if est.units < CALIBRATE_FROM:
+        return None
+    est = ESTIMATORS[name](model, config, True)
+    for line in est.lines():
+        tqdm.write(line, file=sys.stderr)
+    check(est)  # a measured CUDA peak can exceed the shapes' estimate
+    return est
+
+
 def run(name: str, model, config: Config | None = None, save: bool = True, **options) -> Result:
     """Run analysis ``name`` on ``model`` with a config (or options for its fields)."""
     analysis = get_analysis(name)
     config = make_config(name, config, **options)
     if save:
         ensure_writable(runs_root() / name)  # before the work, not after it
+    est = _preflight(name, model, config)
+    started = time.perf_counter()
     result = analysis.run(model, config)
+    if est is not None:
+        tqdm.write(f"{name} took {duration(time.perf_counter() - started)} (preflight estimate "
+                   f"{duration(est.seconds)})", file=sys.stderr)
     bad = non_finite(result.metrics)
     if bad:
         raise InterpError(f"{name} produced non-finite results ({', '.join(bad[:5])}): nothing was stored. The "

@@ -148,17 +148,22 @@ def config_command(name: str, analysis: str, human: Callable, *, cached: bool = 
     """Register ``interp <name>``: options from ``analysis``'s Config, then run (or ``cached_run``) it.
 
     ``extra(result)`` adds to the JSON document; ``human(result)`` prints the readable summary."""
-    from interp.analyses.base import cached_run, get_analysis, run
+    from interp.analyses.base import ESTIMATORS, cached_run, get_analysis, run
 
     spec = get_analysis(analysis)
     fields = fields_of(spec.config)
     params = [_parameter(f, kind) for f, kind in fields] + _common()
+    if analysis in ESTIMATORS:
+        dry = typer.Option(False, "--dry-run", help="print the preflight estimate (passes, time, memory) and stop")
+        params.append(inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=dry))
 
     def command(**kwargs):
         options = {f.name: convert(kind, kwargs[f.name], _free_text(f)) if kind in ("ints", "strs")
                    else kwargs[f.name] for f, kind in fields}
         config = spec.config.from_dict(options)  # every declared check, before the model loads
         model = load(kwargs["model"], kwargs["device"], kwargs["dtype"])
+        if kwargs.get("dry_run"):
+            return _dry_run(analysis, model, config, cached, kwargs["as_json"])
         result = cached_run(analysis, model, config) if cached else run(analysis, model, config,
                                                                         save=kwargs["save"])
         data = result.summary() | (extra(result) if extra else {})
@@ -170,6 +175,16 @@ def config_command(name: str, analysis: str, human: Callable, *, cached: bool = 
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
     return command
+
+
+def _dry_run(analysis: str, model, config, cached: bool, as_json: bool) -> None:
+    from interp.analyses.base import estimate
+    from interp.storage import find_runs
+
+    est = estimate(analysis, model, config)
+    if cached and find_runs(analysis, config, model.weights_hash):
+        est.notes.append("a stored Result matches: running this would reuse it and take no time")
+    emit(est.to_dict(), as_json, lambda _: [typer.echo(line) for line in est.lines()])
 
 
 def parse_options(config_cls, args: list[str]) -> dict:

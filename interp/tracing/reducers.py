@@ -3,13 +3,16 @@
 For every neuron of the chosen layers, over a stream of token batches:
 
 - ``top`` / ``bottom``: the k largest and smallest activations with their corpus
-  position (a global token index, ``window * seq_len + pos``). Candidates are merged
-  by a stable sort with ties broken by the smaller position, so merging shards in
-  any order gives the same answer as one pass.
+  position (a global token index, ``window * seq_len + pos``). Only values beyond a
+  neuron's current k-th value can enter (the first batch: beyond a floor read from
+  group maxima), found through per-group maxima, and only those are merged, by a
+  stable sort with ties broken by the smaller position, so merging shards in any
+  order gives the same answer as one pass.
 - ``hist``: counts in fixed signed-log bins (``hist_bins``: 4 bins per octave from
   2^-12 to 2^12 on each side, read from the float bits, plus the bins next to zero and
   beyond +-2^12). Integer counts add exactly.
-- moments: count, sum and sum of squares (float64), and the count of positive values.
+- moments: count, sum and sum of squares (float32 within a batch, float64 across
+  batches), and the count of positive values.
 
 Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length. The state
 lives on the device it is built for (``device=``; the model's, in the atlas), so a GPU
@@ -40,33 +43,18 @@ _POS_EDGES = [_lower_edge(m) for m in range(1, _SPAN + 1)]  # 2^-12 ... 2^12
 HIST_EDGES = torch.tensor([-e for e in reversed(_POS_EDGES)] + [0.0] + _POS_EDGES)  # 195 edges -> 196 bins
 
 
-def _bin_of_code() -> Tensor:
-    """The bin of each 11-bit code (sign, exponent, two mantissa bits) of a float32."""
-    codes = torch.arange(2048, dtype=torch.int32)
-    key = torch.where(codes >= 1024, codes - 2048, codes)  # the code as an arithmetic shift leaves it
-    mag = ((key & 1023) - _LOW_KEY).clamp(0, _SPAN)
-    return torch.where(key < 0, _SPAN - mag, _SIDE + mag).to(torch.int32)
-
-
-_BIN_OF_CODE = {torch.device("cpu"): _bin_of_code()}
-
-
-def _bin_table(device: torch.device) -> Tensor:
-    if device not in _BIN_OF_CODE:
-        _BIN_OF_CODE[device] = _bin_of_code().to(device)
-    return _BIN_OF_CODE[device]
-
-
-def hist_bins(x: Float[Tensor, "..."]) -> Int[Tensor, "..."]:
-    """The histogram bin of each float32 value, read from its bits: a shift, a mask, and one
-    look-up in a 2,048-entry table (about 8x faster than computing the bin with where/clamp).
+def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0) -> Int[Tensor, "..."]:
+    """The histogram bin of each float32 value (plus ``offset``), read from its bits with five
+    in-place integer operations: shift, mask, subtract, clamp, and a sign flip by xor.
 
     Bins ``0..97`` hold negative values (``0``: below ``-2^12``; ``97``: ``(-2^-12, 0]``),
     bins ``98..195`` the rest (``98``: ``[0, 2^-12)``; ``195``: ``2^12`` and above);
     ``HIST_EDGES`` are the boundaries between them.
     """
-    code = (x.float().contiguous().view(torch.int32) >> _SHIFT) & 2047
-    return _bin_table(code.device).index_select(0, code.flatten()).view(code.shape)
+    key = x.float().contiguous().view(torch.int32) >> _SHIFT  # sign, exponent, 2 mantissa bits; < 0 if negative
+    mag = (key & 1023).sub_(_LOW_KEY).clamp_(0, _SPAN)  # the magnitude's bin on its side
+    # negative values: _SPAN - mag, i.e. (~mag) + _SIDE; key >> 10 is -1 for them and 0 otherwise
+    return mag.bitwise_xor_(key >> 10).add_(_SIDE + offset if isinstance(offset, int) else offset + _SIDE)
 
 
 def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:
@@ -97,35 +85,77 @@ class AtlasReducer:
         self.positive = torch.zeros(shape, dtype=torch.int64, **on)
         self.count = torch.zeros((), dtype=torch.int64, **on)
 
+    # A batch with more than this many candidates per neuron on average takes the dense merge
+    DENSE_ABOVE = 4.0
+    # Tokens per group: a group's max (min) rules out the whole group with one comparison
+    GROUP = 8
+
     def update(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], positions: Int[Tensor, " tokens"]) -> None:
         """Fold one batch of one layer (``slot`` indexes the chosen layers) into the state.
 
-        Top/bottom-k: one comparison against each neuron's current k-th value selects the
-        candidates. Once the state is warm they are few (a handful per neuron and batch), and
-        only they are merged; a batch with more than ``k`` candidates per neuron on average
+        Top/bottom-k: only values beyond a per-neuron threshold can enter the k kept
+        (``_candidates``), and only they are merged. The threshold is the neuron's current
+        k-th value; while the state holds fewer than k values (the first batch) it is the
+        batch's own floor. Once the state is warm the candidates are few (a handful per neuron
+        and batch). A batch with more than ``DENSE_ABOVE`` candidates per neuron on average
         takes the dense path (a top-k of every neuron that has one). Both give the same state.
-        The histogram counts a table look-up of each value's bits with one ``bincount``.
-        Each reducer expects its batches in increasing position order, as ``stream_batches`` and
-        every Ray shard feed them; shards are combined with ``merge``, which is exact in any order.
+        The histogram counts the bin read from each value's bits with one ``bincount``; the sums
+        are float32 within a batch and float64 across batches. Each reducer expects its batches
+        in increasing position order, as ``stream_batches`` and every Ray shard feed them;
+        shards are combined with ``merge``, which is exact in any order.
         """
         a = acts.float().to(self.device)  # [tokens, d_mlp]: every reduction runs along the token axis
         positions = positions.to(self.device)
         d_mlp = a.shape[1]
         for largest, vals, poss in ((True, self.top_v, self.top_p), (False, self.bot_v, self.bot_p)):
-            threshold = vals[slot, :, -1]
-            mask = a > threshold if largest else a < threshold  # [tokens, d_mlp]: can enter the k kept
-            n = int(mask.sum())
-            if n == 0:
+            full = not bool(poss[slot, :, -1].lt(0).any())
+            tok, neuron, value = self._candidates(a, vals[slot, :, -1], largest, full)
+            if len(tok) == 0:
                 continue
-            if n > d_mlp * self.k:
-                self._merge_dense(slot, a, positions, mask.any(0).nonzero().squeeze(1), largest, vals, poss)
+            if len(tok) > d_mlp * self.k * self.DENSE_ABOVE:
+                self._merge_dense(slot, a, positions, torch.unique_consecutive(neuron), largest, vals, poss)
             else:
-                self._merge_sparse(slot, a, positions, mask, largest, vals, poss)
-        bins = hist_bins(a).add_(torch.arange(d_mlp, dtype=torch.int32, device=a.device) * N_BINS)  # flat bins
-        self.hist[slot].view(-1).add_(torch.bincount(bins.flatten(), minlength=d_mlp * N_BINS).to(torch.int32))
-        self.sum[slot] += a.sum(0, dtype=self.sum.dtype)
-        self.sumsq[slot] += (a * a).sum(0, dtype=self.sum.dtype)
-        self.positive[slot] += (a > 0).sum(0)
+                self._merge_sparse(slot, positions, tok, neuron, value, largest, vals, poss)
+        offset = torch.arange(0, d_mlp * N_BINS, N_BINS, dtype=torch.int32, device=a.device)
+        self.hist[slot].view(-1).add_(torch.bincount(hist_bins(a, offset).view(-1), minlength=d_mlp * N_BINS)
+                                      .to(torch.int32))
+        self.sum[slot] += a.sum(0)
+        self.sumsq[slot] += (a * a).sum(0)
+        self.positive[slot] += (a > 0).sum(0, dtype=torch.int32)
+
+    def _candidates(self, a, threshold, largest: bool, full: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """(token, neuron, value) of the values beyond ``threshold``, grouped by neuron with
+        tokens in order within each, as the sparse merge needs.
+
+        The tokens are cut into groups of ``GROUP``; a group whose max (for the bottom: min)
+        does not pass a neuron's threshold holds no candidate, so only the passing groups are
+        compared value by value. While the state is not ``full``, the threshold is tightened by
+        the batch's floor: the k-th largest group max is at most the batch's k-th largest value
+        (k distinct tokens reach it), so nothing below it can enter. Values equal to it can
+        (ties go by position), so the comparison is against the next float below. When many
+        groups pass (or the tokens do not split into whole groups) one comparison of every
+        value is cheaper."""
+        beyond = torch.gt if largest else torch.lt
+        n_tok, d = a.shape
+        n_groups = n_tok // self.GROUP
+        g = a[: n_groups * self.GROUP].view(n_groups, self.GROUP, d)
+        g = g.amax(1) if largest else g.amin(1)  # [groups, d]
+        if not full and n_groups >= self.k:
+            floor = g.topk(self.k, dim=0, largest=largest, sorted=False).values
+            floor = floor.amin(0) if largest else floor.amax(0)
+            floor = torch.nextafter(floor, torch.full_like(floor, -torch.inf if largest else torch.inf))
+            threshold = torch.maximum(threshold, floor) if largest else torch.minimum(threshold, floor)
+        neuron, group = beyond(g.T, threshold[:, None]).nonzero(as_tuple=True)  # neuron-major
+        if n_groups * self.GROUP < n_tok or len(group) * self.GROUP * 4 > a.numel():
+            tok, neuron = beyond(a, threshold).nonzero(as_tuple=True)  # token-major
+            order = neuron.argsort(stable=True)  # grouped by neuron, tokens still in order
+            tok, neuron = tok[order], neuron[order]
+            return tok, neuron, a[tok, neuron]
+        tok = (group[:, None] * self.GROUP + torch.arange(self.GROUP, device=a.device)).view(-1)
+        neuron = neuron.repeat_interleave(self.GROUP)
+        value = a.view(-1).index_select(0, tok * d + neuron)
+        keep = beyond(value, threshold.index_select(0, neuron)).nonzero().view(-1)
+        return tok.index_select(0, keep), neuron.index_select(0, keep), value.index_select(0, keep)
 
     def _merge_dense(self, slot, a, positions, rows, largest, vals, poss) -> None:
         sub = a[:, rows].T.contiguous()  # [rows, tokens]
@@ -143,18 +173,16 @@ class AtlasReducer:
         merged_p = torch.cat([poss[slot, rows], positions[idx]], dim=1)
         vals[slot, rows], poss[slot, rows] = _stable_topk(merged_v, merged_p, self.k, largest)
 
-    def _merge_sparse(self, slot, a, positions, mask, largest, vals, poss) -> None:
-        tok, neuron = mask.nonzero(as_tuple=True)  # token-major
-        order = neuron.argsort(stable=True)  # grouped by neuron, tokens still in order
-        tok, neuron = tok[order], neuron[order]
+    def _merge_sparse(self, slot, positions, tok, neuron, value, largest, vals, poss) -> None:
+        """Merge candidates grouped by neuron (tokens in order within each) into the kept k."""
         rows, counts = torch.unique_consecutive(neuron, return_counts=True)
-        on = a.device
+        on = value.device
         group = torch.repeat_interleave(torch.arange(len(rows), device=on), counts)
         rank = torch.arange(len(neuron), device=on) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
         pad = -torch.inf if largest else torch.inf
         cand_v = torch.full((len(rows), int(counts.max())), pad, device=on)
         cand_p = torch.full(cand_v.shape, -1, dtype=torch.long, device=on)
-        cand_v[group, rank] = a[tok, neuron]
+        cand_v[group, rank] = value
         cand_p[group, rank] = positions[tok]
         merged_v = torch.cat([vals[slot, rows], cand_v], dim=1)
         merged_p = torch.cat([poss[slot, rows], cand_p], dim=1)

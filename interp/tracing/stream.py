@@ -1,9 +1,11 @@
 """The streamed runner: batches of token windows through the model, folded into a reducer.
 
 ``stream_batches`` runs the chosen batches of a ``[n_windows, seq_len]`` token tensor,
-records the MLP neurons of the chosen layers and folds each batch into an
-``AtlasReducer`` (``interp.tracing.reducers``), with the global position of every
-token. Only one batch is alive at a time, so memory does not grow with the corpus;
+folds the MLP neurons of the chosen layers into an ``AtlasReducer``
+(``interp.tracing.reducers``), with the global position of every token. Each layer is
+folded inside its hook, while its activations are still in cache, and dropped before the
+next layer runs: one layer of one batch is alive at a time, so memory does not grow with
+the corpus or the depth;
 a progress bar (stderr, and the job's progress in the dashboard) shows tokens/s and
 the ETA. The atlas, its Ray shards and ``neuron_stats`` all use it.
 """
@@ -18,8 +20,13 @@ import torch
 
 from interp.names import hook_name
 from interp.progress import bar as progress_bar
-from interp.tracing.hooks import record
+from interp.tracing.hooks import hooks
 from interp.tracing.reducers import AtlasReducer
+
+
+def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor):
+    """A hook that folds its layer's activations into ``reducer`` and keeps nothing."""
+    return lambda act: reducer.update(slot, act.flatten(0, 1), positions)
 
 
 @torch.no_grad()
@@ -35,11 +42,11 @@ def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: i
                       disable=disable) as bar:
         for b in batch_ids:
             batch = tokens[b * bs:(b + 1) * bs]
-            with record(model, sites) as acts:
-                model(batch.to(model.device))
             positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(T)).flatten()
-            for slot, site in enumerate(sites):
-                reducer.update(slot, acts[site].flatten(0, 1), positions)
+            positions = positions.to(reducer.device)
+
+            with hooks(model, [(site, _fold(reducer, slot, positions)) for slot, site in enumerate(sites)]):
+                model(batch.to(model.device))
             reducer.add_tokens(batch.numel())
             bar.update(batch.numel())
             if on_batch:

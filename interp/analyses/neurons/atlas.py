@@ -38,16 +38,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from interp.analyses.base import register
+from interp.analyses.base import estimator, register
 from interp.datasets.corpus import window_tensor
 from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
+from interp.scale import preflight
 from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
 from interp.tracing import record
-from interp.tracing.reducers import HIST_EDGES, AtlasReducer
+from interp.tracing.reducers import HIST_EDGES, N_BINS, AtlasReducer
 from interp.tracing.stream import stream_batches
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
@@ -137,6 +138,35 @@ def _sharded(model, tokens, layers, config, n_batches, workers) -> AtlasReducer:
           save=lambda _: _save_checkpoint(ckpt, reducer, done) if len(done) < n_batches else None,
           weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok")
     return reducer
+
+
+@estimator("neuron_atlas")
+def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
+    """Batches and memory from the config's shapes; time from one batch of random tokens through the
+    atlas's own loop (the corpus is not read, so a `sampled:` corpus is not generated for it)."""
+    layers = model.check_layers(config.layers)
+    n_windows = -(-config.n_tokens // config.seq_len)  # at most: a shorter corpus gives fewer
+    n_batches = -(-n_windows // config.batch_size)
+    B, T, L = min(config.batch_size, n_windows), config.seq_len, len(layers)
+    state = L * model.d_mlp * (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8)
+    est = preflight.Estimate(
+        "neuron_atlas", str(model.device), forwards=n_batches, units=n_batches,
+        work=f"{n_batches:,} batches of {B} x {T} tokens, {L} layers of {model.d_mlp:,} neurons",
+        memory={**preflight.held(model), "forward": preflight.forward_bytes(model, B, T),
+                "reducer": state, "layer in flight": B * T * model.d_mlp * 4 * 6, "corpus": n_windows * T * 8},
+        available=preflight.available_memory(model.device),
+        remedy="a smaller --batch-size, fewer --layers, a smaller -k, or --dtype bfloat16")
+    if config.workers > 1:
+        est.notes.append(f"with --workers {config.workers} the time divides by up to {config.workers} "
+                         "(plus the actors' start-up), and each actor holds its own model")
+    if calibrate:
+        tokens = torch.randint(model.d_vocab, (B, T), generator=torch.Generator().manual_seed(0))
+        reducer = AtlasReducer(L, model.d_mlp, config.k, model.device)
+        seconds, est.measured_peak = preflight.time_once(
+            model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True))
+        est.seconds = seconds * n_batches
+        est.calibration = f"one batch timed: {seconds:.2f} s"
+    return est
 
 
 @register("neuron_atlas", AtlasConfig)

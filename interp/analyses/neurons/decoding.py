@@ -40,10 +40,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.analyses.base import register
+from interp.analyses.base import estimator, register
 from interp.errors import InterpError
 from interp.progress import bar
 from interp.result import Config, Result, option, provenance
+from interp.scale import preflight
 
 SIDES = ("out", "up", "gate")
 
@@ -152,16 +153,49 @@ def _long_rows(layer: int, side: str, sign: str, scores: Tensor, ids: Tensor) ->
     }
 
 
-
-@register("lm_head_decoding", DecodingConfig)
-def run(model, config: DecodingConfig) -> Result:
-    """Decode every neuron's output and input weights into token space."""
-    layers = model.check_layers(config.layers)
+def _sides(model, config: DecodingConfig) -> list[str]:
     sides = [s for s in config.sides if s != "gate" or model.is_glu]
     if not sides:
         raise InterpError(f"{model.spec} has no gate side (not a GLU model): choose sides among out, up")
     if config.top_k > model.d_vocab:
         raise InterpError(f"top_k (--top-k) must be at most the vocabulary size, {model.d_vocab}")
+    return sides
+
+
+@estimator("lm_head_decoding")
+def estimate(model, config: DecodingConfig, calibrate: bool) -> preflight.Estimate:
+    """No forward passes: one ``[d_mlp, d_model] x [d_model, d_vocab]`` product per layer and side.
+    Memory from the shapes (the long table is host memory); time from one layer-side decoded."""
+    layers, sides = model.check_layers(config.layers), _sides(model, config)
+    units, k, V = len(layers) * len(sides), config.top_k, model.d_vocab
+    rows = units * model.d_mlp * 2 * k
+    est = preflight.Estimate(
+        "lm_head_decoding", str(model.device), forwards=0, units=units,
+        work=f"{units} layer-sides of {model.d_mlp:,} neurons x {V:,} tokens "
+             f"({2 * units * model.d_mlp * model.d_model * V / 1e12:.2f} TFLOP)",
+        memory={**preflight.held(model), "bases": len(sides) * model.d_model * V * 4,
+                "scores": CHUNK * V * 4 * 3, "index": len(sides) * k * V * 12, "tops": rows * 12},
+        available=preflight.available_memory(model.device), remedy="fewer --layers or --sides, or a smaller --top-k")
+    table = rows * 48  # the long table in pandas: ~48 bytes a row
+    if model.device.type == "cpu":
+        est.memory["table"] = table
+    else:
+        est.notes.append(f"host memory: the long table takes about {preflight.size(table)}")
+    if calibrate:
+        basis = side_basis(model, sides[0], config.fold_norm).float()
+        vectors = side_vectors(model, layers[0], sides[0], config.fold_norm).float()
+        scratch = (torch.full((k, V), -torch.inf, device=model.device),
+                   torch.zeros((k, V), dtype=torch.long, device=model.device))
+        seconds, est.measured_peak = preflight.time_once(model, lambda: decode_block(vectors, basis, k, CHUNK, scratch))
+        est.seconds = seconds * units
+        est.calibration = f"one layer-side timed: {seconds:.2f} s"
+    return est
+
+
+@register("lm_head_decoding", DecodingConfig)
+def run(model, config: DecodingConfig) -> Result:
+    """Decode every neuron's output and input weights into token space."""
+    layers, sides = model.check_layers(config.layers), _sides(model, config)
     k = config.top_k
     parts: list[dict] = []
     summary: dict[str, list] = {"layer": [], "neuron": []}

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.analyses.base import register
+from interp.analyses.base import estimator, register
 from interp.analyses.patching.faithfulness import dataset_hash
 from interp.datasets.prompts import Pair
 from interp.errors import InterpError
@@ -49,6 +49,7 @@ from interp.metrics import answer_prob, kl_div, logit_diff
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
+from interp.scale import preflight
 from interp.scale.sweep import checkpointed_sweep
 from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record, track_grad
@@ -265,6 +266,89 @@ def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
     return out
 
 
+@dataclass
+class Baseline:
+    """The unpatched runs every method starts from."""
+
+    source_acts: dict  # the recorded sites of the source run
+    metric: Callable[[Tensor, Tensor], Tensor]
+    base_metric: Tensor
+    source_metric: Tensor
+    clean_last: Tensor  # the clean run's last-position logits (the KL metric's reference)
+
+
+@torch.no_grad()
+def _baseline(model, config: PatchingConfig, batch: Batch, layers) -> Baseline:
+    """One forward pass of each prompt: the source run's sites recorded, both runs' metrics."""
+    base, source = _runs(config, batch)
+    with record(model, list(_sites(model, config, layers).values())) as source_acts:
+        source_last = at_last(model(source), batch.last)
+    base_last = at_last(model(base), batch.last)
+    clean_last = source_last if config.direction == "denoising" else base_last
+    metric = metric_fn(config.metric, batch, clean_last)
+    idx = torch.arange(len(batch.lengths), device=base.device)
+    return Baseline(dict(source_acts), metric, metric(base_last, idx), metric(source_last, idx), clean_last)
+
+
+def _site_width(model, component: str) -> int:
+    return {"neurons": model.d_mlp, "heads": model.n_heads * model.cfg.d_head}.get(component, model.d_model)
+
+
+@estimator("patching")
+def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estimate:
+    """Passes and memory from the pairs' shapes; time from one patched forward pass (activation
+    patching) or one forward and backward pass (attribution, RelP) on the real pairs."""
+    config.check(model)
+    pairs = load_pairs_for(model, config)
+    batch = prepare(model, pairs)
+    layers = list(config.layers) or list(range(model.n_layers))
+    B, T = batch.clean.shape
+    nbytes = torch.empty((), dtype=model.dtype).element_size()
+    recorded = sum(B * T * _site_width(model, c) * nbytes for c in config.components) * len(layers)
+    memory = {**preflight.held(model), "recorded sites": recorded}
+    common = dict(available=preflight.available_memory(model.device), device=str(model.device))
+    if config.method == "activation":
+        items = activation_items(model, config, batch, layers)
+        rows = sum(item[3] for item in items.values())
+        memory["forward"] = preflight.forward_bytes(model, min(config.batch_rows, rows), T)
+        est = preflight.Estimate("patching", forwards=2 + len(items), units=len(items), memory=memory,
+                                 work=f"{rows:,} patched rows of {T} tokens in {len(items):,} forward passes of "
+                                      f"up to {config.batch_rows} rows ({B} pairs)",
+                                 remedy="a smaller --batch-rows, fewer --layers or --components, or --dtype bfloat16",
+                                 **common)
+        if calibrate and items:  # one pass per component: their rows per pass differ
+            b = _baseline(model, config, batch, layers)
+            firsts = {}
+            for item in items.values():
+                firsts.setdefault(item[0], item)
+            est.seconds, timed = preflight.time_once(model, lambda: _baseline(model, config, batch, layers))[0], []
+            for n, (component, first) in enumerate(firsts.items()):
+                seconds, peak = preflight.time_once(
+                    model, lambda first=first: activation_item(model, first, config, batch, b.source_acts,
+                                                               b.clean_last), warmup=n == 0)
+                est.measured_peak = max(est.measured_peak or 0.0, peak or 0.0) or None
+                est.seconds += seconds * sum(i[3] for i in items.values() if i[0] == component) / first[3]
+                timed.append(f"{component} {seconds:.2f} s for {first[3]} rows")
+            est.calibration = "one forward pass per component timed: " + ", ".join(timed)
+        if config.workers > 1:
+            est.notes.append(f"with --workers {config.workers} the patched passes divide over up to "
+                             f"{config.workers} actors (plus their start-up)")
+        return est
+    memory["forward and backward"] = preflight.forward_bytes(model, B, T, grad=True) + recorded
+    est = preflight.Estimate("patching", forwards=3, backwards=1, units=1, memory=memory,
+                             work=f"{B} pairs of {T} tokens, {config.method} in one backward pass",
+                             remedy="fewer pairs (--n), fewer --layers or --components, or --dtype bfloat16",
+                             **common)
+    if calibrate:
+        def once():
+            b = _baseline(model, config, batch, layers)
+            gradient_scores(model, config, batch, layers, b.metric, b.source_acts)
+
+        est.seconds, est.measured_peak = preflight.time_once(model, once)
+        est.calibration = "the whole job, timed once"
+    return est
+
+
 def load_pairs_for(model, config: PatchingConfig) -> list[Pair]:
     if config.dataset == "ioi":
         from interp.datasets.ioi import ioi_pairs
@@ -291,20 +375,12 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
 
         warnings.warn(f"--workers applies to activation patching; {config.method} runs in one pass here",
                       stacklevel=2)
-    with torch.no_grad():
-        base, source = _runs(config, batch)
-        with record(model, list(_sites(model, config, layers).values())) as source_acts:
-            source_last = at_last(model(source), batch.last)
-        source_acts = dict(source_acts)
-        base_last = at_last(model(base), batch.last)
-        metric = metric_fn(config.metric, batch, source_last if config.direction == "denoising" else base_last)
-        idx = torch.arange(len(pairs), device=base.device)
-        base_metric, source_metric = metric(base_last, idx), metric(source_last, idx)
-        if active:
-            clean_last = source_last if config.direction == "denoising" else base_last
-            scores = activation_scores(model, config, batch, layers, base_metric, source_acts, clean_last, pairs)
-        else:
-            scores = gradient_scores(model, config, batch, layers, metric, source_acts)
+    b = _baseline(model, config, batch, layers)
+    if active:
+        scores = activation_scores(model, config, batch, layers, b.base_metric, b.source_acts, b.clean_last, pairs)
+    else:
+        scores = gradient_scores(model, config, batch, layers, b.metric, b.source_acts)
+    base_metric, source_metric = b.base_metric, b.source_metric
     rows = []
     lengths = batch.lengths.cpu()
     for (component, layer), s in scores.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from interp.tracing.reducers import AtlasReducer
@@ -15,12 +16,18 @@ def _brute(values: torch.Tensor, positions: torch.Tensor, k: int, largest: bool)
     return v.gather(1, keep), p[keep]
 
 
-def test_both_merge_paths_equal_a_brute_force_pass(monkeypatch):
+@pytest.mark.parametrize("path", ["chosen", "dense", "sparse"])
+def test_every_merge_path_equals_a_brute_force_pass(monkeypatch, path):
+    """Whichever path a batch takes (as chosen by the candidate count, or forced), the state
+    equals a brute-force pass; the first batch's floor never drops a tied value."""
     torch.manual_seed(0)
     d, k, batches, tokens = 64, 5, 12, 40
     data = torch.randn(batches * tokens, d).round(decimals=1)  # rounding makes ties
+    data[:tokens, :8] = 0.5  # a first batch where every value of some neurons ties at its floor
     positions = torch.arange(batches * tokens)
     reducer = AtlasReducer(1, d, k)
+    if path != "chosen":
+        monkeypatch.setattr(reducer, "DENSE_ABOVE", 0.0 if path == "dense" else float("inf"))
     taken = {"dense": 0, "sparse": 0}
     for name in taken:
         original = getattr(reducer, f"_merge_{name}")
@@ -30,12 +37,47 @@ def test_both_merge_paths_equal_a_brute_force_pass(monkeypatch):
     for b in range(batches):
         rows = slice(b * tokens, (b + 1) * tokens)
         reducer.update(0, data[rows], positions[rows])
-    assert taken["dense"] and taken["sparse"]  # the first batches are dense, the later ones sparse
+    if path == "chosen":
+        assert taken["sparse"] > 0
+    else:
+        assert taken[path] > 0 and taken[{"dense": "sparse", "sparse": "dense"}[path]] == 0
     for largest, vals, poss in ((True, reducer.top_v, reducer.top_p), (False, reducer.bot_v, reducer.bot_p)):
         want_v, want_p = _brute(data, positions, k, largest)
         assert torch.equal(vals[0], want_v) and torch.equal(poss[0], want_p)
-    assert torch.equal(reducer.sum[0], data.double().sum(0))
+    # sums are float32 within a batch (40 values here) and float64 across batches
+    torch.testing.assert_close(reducer.sum[0], data.double().sum(0), rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(reducer.sumsq[0], (data.double() ** 2).sum(0), rtol=1e-6, atol=1e-4)
     assert torch.equal(reducer.positive[0], (data > 0).sum(0))
+    assert torch.equal(reducer.hist[0].sum(1), torch.full((d,), batches * tokens, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("n_tok", [320, 333])  # whole groups, and a tail after the last one
+def test_candidates_hold_every_value_that_can_enter(n_tok):
+    """The group pre-filter returns exactly the values beyond the threshold (a full state), and
+    with the first batch's floor a superset of the batch's own top-k ties included, which
+    still prunes most values (a negative control against a floor that does nothing)."""
+    torch.manual_seed(2)
+    reducer = AtlasReducer(1, 32, 7)
+    for _ in range(10):
+        a = (torch.randn(n_tok, 32) * torch.rand(32) * 10).round(decimals=0)  # ties
+        for largest in (True, False):
+            threshold = a.quantile(0.9 if largest else 0.1, dim=0)
+            tok, neuron, value = reducer._candidates(a, threshold, largest, full=True)
+            assert torch.equal(value, a[tok, neuron]) and bool((neuron.diff() >= 0).all())  # grouped by neuron
+            want = (a > threshold) if largest else (a < threshold)
+            got = torch.zeros_like(want)
+            got[tok, neuron] = True
+            assert torch.equal(got, want) and len(tok) == int(want.sum())
+            for n in range(32):  # token order within each neuron, as the sparse merge needs
+                assert bool((tok[neuron == n].diff() > 0).all())
+            empty = torch.full((32,), -torch.inf if largest else torch.inf)
+            tok, neuron, _ = reducer._candidates(a, empty, largest, full=False)
+            got = torch.zeros_like(want)
+            got[tok, neuron] = True
+            kth = a.topk(7, dim=0, largest=largest).values[-1]
+            must = (a >= kth) if largest else (a <= kth)
+            assert bool(got[must].all())
+            assert int(got.sum()) < a.numel() / 2
 
 
 def test_interleaved_shards_merge_to_the_brute_force_pass():

@@ -48,8 +48,9 @@ def test_atlas_equals_brute_force(tiny, corpus):
     assert result.metrics["tokens"] == dense.shape[1] == tokens.numel()
     torch.testing.assert_close(torch.tensor(neurons["max"].values), dense.amax(1).flatten())
     torch.testing.assert_close(torch.tensor(neurons["min"].values), dense.amin(1).flatten())
+    # sums are float32 within a batch and float64 across batches: float32 precision
     torch.testing.assert_close(torch.tensor(neurons["mean"].values), dense.double().mean(1).flatten(),
-                               rtol=1e-9, atol=1e-12)
+                               rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(torch.tensor(neurons["var"].values), dense.double().var(1, unbiased=False).flatten(),
                                rtol=1e-6, atol=1e-12)
     torch.testing.assert_close(torch.tensor(neurons["frac_positive"].values), (dense > 0).double().mean(1).flatten())
