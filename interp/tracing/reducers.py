@@ -43,18 +43,23 @@ _POS_EDGES = [_lower_edge(m) for m in range(1, _SPAN + 1)]  # 2^-12 ... 2^12
 HIST_EDGES = torch.tensor([-e for e in reversed(_POS_EDGES)] + [0.0] + _POS_EDGES)  # 195 edges -> 196 bins
 
 
-def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0) -> Int[Tensor, "..."]:
-    """The histogram bin of each float32 value (plus ``offset``), read from its bits with five
-    in-place integer operations: shift, mask, subtract, clamp, and a sign flip by xor.
+def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0,
+              scratch: tuple[Tensor, Tensor] | None = None) -> Int[Tensor, "..."]:
+    """The histogram bin of each float32 value (plus ``offset``), read from its bits with
+    integer operations: shift, mask, subtract, clamp, and a sign flip by xor.
 
     Bins ``0..97`` hold negative values (``0``: below ``-2^12``; ``97``: ``(-2^-12, 0]``),
     bins ``98..195`` the rest (``98``: ``[0, 2^-12)``; ``195``: ``2^12`` and above);
-    ``HIST_EDGES`` are the boundaries between them.
+    ``HIST_EDGES`` are the boundaries between them. ``scratch``: two int32 tensors of ``x``'s
+    shape to compute in (the result is the second), so a stream of batches allocates nothing.
     """
-    key = x.float().contiguous().view(torch.int32) >> _SHIFT  # sign, exponent, 2 mantissa bits; < 0 if negative
-    mag = (key & 1023).sub_(_LOW_KEY).clamp_(0, _SPAN)  # the magnitude's bin on its side
+    bits = x.float().contiguous().view(torch.int32)
+    key, mag = scratch if scratch is not None else (None, None)
+    key = torch.bitwise_right_shift(bits, _SHIFT, out=key)  # sign, exponent, 2 mantissa bits; < 0 if negative
+    mag = torch.bitwise_and(key, 1023, out=mag).sub_(_LOW_KEY).clamp_(0, _SPAN)  # the magnitude's bin on its side
     # negative values: _SPAN - mag, i.e. (~mag) + _SIDE; key >> 10 is -1 for them and 0 otherwise
-    return mag.bitwise_xor_(key >> 10).add_(_SIDE + offset if isinstance(offset, int) else offset + _SIDE)
+    return mag.bitwise_xor_(key.bitwise_right_shift_(10)).add_(_SIDE + offset if isinstance(offset, int)
+                                                               else offset + _SIDE)
 
 
 def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:
@@ -84,6 +89,7 @@ class AtlasReducer:
         self.sumsq = torch.zeros(shape, dtype=_wide(self.device), **on)
         self.positive = torch.zeros(shape, dtype=torch.int64, **on)
         self.count = torch.zeros((), dtype=torch.int64, **on)
+        self._scratch: dict[str, Tensor] = {}  # reused between batches: fresh pages cost more than the work
 
     # A batch with more than this many candidates per neuron on average takes the dense merge
     DENSE_ABOVE = 4.0
@@ -117,11 +123,18 @@ class AtlasReducer:
             else:
                 self._merge_sparse(slot, positions, tok, neuron, value, largest, vals, poss)
         offset = torch.arange(0, d_mlp * N_BINS, N_BINS, dtype=torch.int32, device=a.device)
-        self.hist[slot].view(-1).add_(torch.bincount(hist_bins(a, offset).view(-1), minlength=d_mlp * N_BINS)
-                                      .to(torch.int32))
+        bins = hist_bins(a, offset, (self._buffer("key", a, torch.int32), self._buffer("bins", a, torch.int32)))
+        self.hist[slot].view(-1).add_(torch.bincount(bins.view(-1), minlength=d_mlp * N_BINS).to(torch.int32))
         self.sum[slot] += a.sum(0)
-        self.sumsq[slot] += (a * a).sum(0)
-        self.positive[slot] += (a > 0).sum(0, dtype=torch.int32)
+        self.sumsq[slot] += torch.mul(a, a, out=self._buffer("square", a, a.dtype)).sum(0)
+        self.positive[slot] += torch.gt(a, 0, out=self._buffer("mask", a, torch.bool)).sum(0, dtype=torch.int32)
+
+    def _buffer(self, name: str, like: Tensor, dtype: torch.dtype) -> Tensor:
+        """A scratch tensor of ``like``'s shape, kept for the next batch of the same shape."""
+        buf = self._scratch.get(name)
+        if buf is None or buf.shape != like.shape or buf.dtype != dtype or buf.device != like.device:
+            buf = self._scratch[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buf
 
     def _candidates(self, a, threshold, largest: bool, full: bool) -> tuple[Tensor, Tensor, Tensor]:
         """(token, neuron, value) of the values beyond ``threshold``, grouped by neuron with
@@ -147,7 +160,7 @@ class AtlasReducer:
             threshold = torch.maximum(threshold, floor) if largest else torch.minimum(threshold, floor)
         neuron, group = beyond(g.T, threshold[:, None]).nonzero(as_tuple=True)  # neuron-major
         if n_groups * self.GROUP < n_tok or len(group) * self.GROUP * 4 > a.numel():
-            tok, neuron = beyond(a, threshold).nonzero(as_tuple=True)  # token-major
+            tok, neuron = beyond(a, threshold, out=self._buffer("mask", a, torch.bool)).nonzero(as_tuple=True)
             order = neuron.argsort(stable=True)  # grouped by neuron, tokens still in order
             tok, neuron = tok[order], neuron[order]
             return tok, neuron, a[tok, neuron]
