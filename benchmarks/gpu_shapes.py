@@ -141,7 +141,7 @@ def atlas(model, n_tokens: int, batch: int) -> list[str]:
 
 
 def patching(model, n_pairs: int) -> list[str]:
-    from interp.analyses.patching.engine import Batch, PatchingConfig, _baseline, activation_scores, gradient_scores
+    from interp.analyses.patching.engine import Batch, PatchingConfig, activation_scores, baseline, gradient_scores
     from interp.datasets.prompts import Pair
 
     T, dev = 18, model.device  # IOI prompts are 15-20 tokens
@@ -159,7 +159,7 @@ def patching(model, n_pairs: int) -> list[str]:
         config = PatchingConfig(method=method, components=("mlp_out",), checkpoint_every=0,
                                 batch_rows=512 if dev.type == "cuda" else 128)
         with Meter(dev) as m:
-            b = _baseline(model, config, batch, layers)
+            b = baseline(model, config, batch, layers)
             if method == "activation":
                 activation_scores(model, config, batch, layers, b.base_metric, b.source_acts, b.clean_last, pairs)
             else:

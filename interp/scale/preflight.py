@@ -83,8 +83,11 @@ class Estimate:
     def fits(self) -> bool:
         return self.available is None or self.peak <= self.available
 
+    def parts(self) -> str:
+        return ", ".join(f"{k} {size(v)}" for k, v in self.memory.items() if v)
+
     def lines(self) -> list[str]:
-        parts = ", ".join(f"{k} {size(v)}" for k, v in self.memory.items() if v)
+        parts = self.parts()
         measured = f"; measured peak {size(self.measured_peak)}" if self.measured_peak else ""
         passes = (f"{self.forwards:,} forward" + (f" and {self.backwards:,} backward" if self.backwards else "")
                   + " passes") if self.forwards else "no forward passes"
@@ -106,6 +109,11 @@ def parse_size(text: str) -> float:
     return float(m.group(1)) * 1024 ** " KMGT".index(unit or " ")
 
 
+def _rss() -> int:
+    """This process's resident set, in bytes (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def available_memory(device: torch.device | str) -> float | None:
     """Bytes this process can use on ``device`` (what it holds already included), or None if unknown."""
     limit = os.environ.get("INTERP_MEMORY_LIMIT")
@@ -119,8 +127,7 @@ def available_memory(device: torch.device | str) -> float | None:
         try:
             meminfo = Path("/proc/meminfo").read_text()
             avail = int(re.search(r"MemAvailable:\s+(\d+) kB", meminfo).group(1)) * 1024
-            rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            return float(avail + rss)
+            return float(avail + _rss())
         except (OSError, AttributeError, ValueError):
             return None
     return None
@@ -139,8 +146,7 @@ def held(model) -> dict[str, float]:
         return {"held now": float(torch.cuda.memory_allocated(device))}
     if device.type == "cpu":
         try:
-            rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            return {"held now": float(max(rss, weights_bytes(model)))}
+            return {"held now": float(max(_rss(), weights_bytes(model)))}
         except (OSError, ValueError):
             pass
     return {"weights": weights_bytes(model)}
@@ -188,5 +194,5 @@ def check(estimate: Estimate) -> None:
         return
     raise InterpError(
         f"{estimate.analysis} needs about {size(estimate.peak)} on {estimate.device} "
-        f"({', '.join(f'{k} {size(v)}' for k, v in estimate.memory.items() if v)}) but the device has "
+        f"({estimate.parts()}) but the device has "
         f"{size(estimate.available)}: use {estimate.remedy}; `--dry-run` prints the estimate without running")

@@ -58,8 +58,7 @@ def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0,
     key = torch.bitwise_right_shift(bits, _SHIFT, out=key)  # sign, exponent, 2 mantissa bits; < 0 if negative
     mag = torch.bitwise_and(key, 1023, out=mag).sub_(_LOW_KEY).clamp_(0, _SPAN)  # the magnitude's bin on its side
     # negative values: _SPAN - mag, i.e. (~mag) + _SIDE; key >> 10 is -1 for them and 0 otherwise
-    return mag.bitwise_xor_(key.bitwise_right_shift_(10)).add_(_SIDE + offset if isinstance(offset, int)
-                                                               else offset + _SIDE)
+    return mag.bitwise_xor_(key.bitwise_right_shift_(10)).add_(offset + _SIDE)
 
 
 def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:

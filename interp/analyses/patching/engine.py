@@ -278,7 +278,7 @@ class Baseline:
 
 
 @torch.no_grad()
-def _baseline(model, config: PatchingConfig, batch: Batch, layers) -> Baseline:
+def baseline(model, config: PatchingConfig, batch: Batch, layers) -> Baseline:
     """One forward pass of each prompt: the source run's sites recorded, both runs' metrics."""
     base, source = _runs(config, batch)
     with record(model, list(_sites(model, config, layers).values())) as source_acts:
@@ -317,11 +317,11 @@ def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estima
                                  remedy="a smaller --batch-rows, fewer --layers or --components, or --dtype bfloat16",
                                  **common)
         if calibrate and items:  # one pass per component: their rows per pass differ
-            b = _baseline(model, config, batch, layers)
-            firsts = {}
+            runs = []  # the timed baseline's own result (after its warm-up) feeds the patched passes
+            est.seconds, _ = preflight.time_once(model, lambda: runs.append(baseline(model, config, batch, layers)))
+            b, timed, firsts = runs[-1], [], {}
             for item in items.values():
                 firsts.setdefault(item[0], item)
-            est.seconds, timed = preflight.time_once(model, lambda: _baseline(model, config, batch, layers))[0], []
             for n, (component, first) in enumerate(firsts.items()):
                 seconds, peak = preflight.time_once(
                     model, lambda first=first: activation_item(model, first, config, batch, b.source_acts,
@@ -341,7 +341,7 @@ def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estima
                              **common)
     if calibrate:
         def once():
-            b = _baseline(model, config, batch, layers)
+            b = baseline(model, config, batch, layers)
             gradient_scores(model, config, batch, layers, b.metric, b.source_acts)
 
         est.seconds, est.measured_peak = preflight.time_once(model, once)
@@ -375,7 +375,7 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
 
         warnings.warn(f"--workers applies to activation patching; {config.method} runs in one pass here",
                       stacklevel=2)
-    b = _baseline(model, config, batch, layers)
+    b = baseline(model, config, batch, layers)
     if active:
         scores = activation_scores(model, config, batch, layers, b.base_metric, b.source_acts, b.clean_last, pairs)
     else:
