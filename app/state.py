@@ -15,11 +15,35 @@ import os
 
 import streamlit as st
 
-from interp.workbench import InterpError, Workbench
+from interp.workbench import DEFAULT_MODEL, EMBEDDED_MODELS, InterpError, Workbench
+
+OTHER = "another model…"
 
 
 def model_spec() -> str:
-    return os.environ.get("INTERP_MODEL", "smollm2-135m")
+    """This session's model: the picker's choice, else the URL's ``?model=``, else ``$INTERP_MODEL``."""
+    if "model_spec" not in st.session_state:
+        st.session_state.model_spec = st.query_params.get("model") or os.environ.get("INTERP_MODEL", DEFAULT_MODEL)
+    return st.session_state.model_spec
+
+
+def model_picker() -> None:
+    """The sidebar's model picker: the embedded models, or any spec typed in (a .gguf file, a
+    Hugging Face id, a local directory). The choice is this session's and goes into the URL."""
+    current = model_spec()
+    options = [*EMBEDDED_MODELS, OTHER]
+    pick = st.sidebar.selectbox("Model", options, index=options.index(current) if current in EMBEDDED_MODELS
+                                else len(options) - 1, help="Embedded models need no network; any other spec "
+                                "loads once per dashboard process")
+    spec = pick
+    if pick == OTHER:
+        typed = st.sidebar.text_input("Model spec", value="" if current in EMBEDDED_MODELS else current,
+                                      placeholder="org/name, /path/to/model or file.gguf").strip()
+        spec = typed or current
+    if spec != current:
+        st.session_state.model_spec = spec
+        st.rerun()
+    st.query_params["model"] = spec
 
 
 @st.cache_resource(show_spinner="Loading the model (once per process)…")

@@ -11,6 +11,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 st.set_page_config(page_title="interp", page_icon=":material/biotech:", layout="wide")
 
+from state import model_picker  # noqa: E402 (after set_page_config)
+
+model_picker()
+
 pages = {
     "Workbench": [
         st.Page("views/runs.py", title="Runs", icon=":material/folder_open:", default=True),

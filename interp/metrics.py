@@ -6,8 +6,15 @@ the final norm's per-position scale frozen at its value on this input:
 - RMSNorm: ``logit_t(v) = s * (v . (w * W_U[:, t]))`` with ``s = 1/sqrt(mean(x^2)+eps)``;
 - LayerNorm: ``logit_t(v) = s * ((v - mean(v)) . (w * W_U[:, t]))``, ``s = 1/sqrt(var(x)+eps)``;
 
-where ``x`` is the final residual. Summed over every component (embeddings, each
-attention and MLP output) this gives the logit minus the norm bias and ``b_U`` terms.
+where ``x`` is the final residual and ``w`` the norm's effective gain (``1 + w`` for Gemma).
+Summed over every component (embeddings, each attention and MLP output, as the bridge's
+``hook_attn_out``/``hook_mlp_out`` give them: after any post-norm) this gives the logit minus
+the norm bias and ``b_U`` terms. With Gemma 2's final-logit softcap the sum is the logit
+*before* the cap (``cap * atanh(logit / cap)``); see ``precap_logit``.
+
+Where a block normalises the MLP's (or attention's) output before adding it (Gemma 2/3,
+OLMo 2: ``g ⊙ y / rms(y)``), a neuron's (or head's) share is read with that norm's scale
+``1/rms(y)`` frozen too (``post_scale``), so neurons still sum exactly to ``hook_mlp_out``.
 """
 
 from __future__ import annotations
@@ -38,11 +45,22 @@ def kl_div(logits_p: Float[Tensor, "batch d_vocab"],
 
 def final_scale(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... 1"]:
     """The final norm's input-dependent scale ``s`` at each position."""
-    norm = model.weights.final_norm
-    x = resid.float()
-    if norm.kind == "rms":
-        return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + norm.eps)
+    return model.weights.final_norm.scale(resid)
+
+
+def post_scale(model, layer: int, raw: Float[Tensor, "... d_model"], part: str = "mlp") -> Float[Tensor, "... 1"]:
+    """The scale ``1/rms(y)`` of layer ``layer``'s post-norm at each position, from the block part's raw
+    output ``y`` (``mlp_raw_out``/``attn_raw_out``); ones where the architecture adds the output as it is."""
+    norm = (model.weights.mlp_post_norm if part == "mlp" else model.weights.attn_post_norm)[layer]
+    return torch.ones_like(raw[..., :1], dtype=torch.float32) if norm is None else norm.scale(raw)
+
+
+def precap_logit(model, logits: Tensor) -> Tensor:
+    """The logit before Gemma 2's final softcap (``cap * atanh(logit / cap)``): what components sum to."""
+    cap = model.weights.logit_softcap
+    if cap is None:
+        return logits
+    return cap * torch.atanh((logits.double() / cap).clamp(-1 + 1e-12, 1 - 1e-12)).to(logits.dtype)
 
 
 def unembed_dirs(model, tokens: Int[Tensor, " n"]) -> Float[Tensor, "d_model n"]:
@@ -61,14 +79,17 @@ def direct_logit(model, component: Float[Tensor, "... d_model"], scale: Float[Te
 
 
 def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float[Tensor, "... 1"],
-               dirs: Float[Tensor, "d_model n"]) -> Float[Tensor, "... d_mlp n"]:
-    """Each neuron's direct contribution: ``act_n * s * (W_out[:, n] . dir)``
-    (LayerNorm: ``W_out`` columns centred). Sums over neurons to the DLA of the MLP
-    output without its bias ``b_out``."""
-    W_out = model.weights.W_out[layer].float()  # [d_model, d_mlp]
+               dirs: Float[Tensor, "d_model n"], post: Float[Tensor, "... 1"] | None = None
+               ) -> Float[Tensor, "... d_mlp n"]:
+    """Each neuron's direct contribution: ``act_n * s * (W_write[:, n] . dir)``, times the MLP
+    post-norm's frozen scale ``post`` where there is one (see ``post_scale``); LayerNorm: columns
+    centred. Sums over neurons to the DLA of the MLP output without its bias ``b_out``."""
+    W = model.weights.W_write(layer).float()  # [d_model, d_mlp]
     if model.weights.final_norm.kind == "layer":
-        W_out = W_out - W_out.mean(0, keepdim=True)
-    per_neuron = W_out.T @ dirs.float()  # [d_mlp, n]
+        W = W - W.mean(0, keepdim=True)
+    per_neuron = W.T @ dirs.float()  # [d_mlp, n]
+    if post is not None:
+        scale = scale * post
     return acts.float()[..., :, None] * scale[..., None] * per_neuron
 
 
@@ -84,8 +105,14 @@ def lm_loss(model, windows: Int[Tensor, "batch pos"], batch_size: int = 32, writ
     return total / count
 
 
-def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"]) -> Float[Tensor, "... head d_model"]:
-    """Each head's write into the residual stream, ``z_h @ W_O[:, h]^T``; they sum to the
-    attention output less its bias ``b_O``."""
+def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"],
+                 post: Float[Tensor, "... 1"] | None = None) -> Float[Tensor, "... head d_model"]:
+    """Each head's write into the residual stream, ``z_h @ W_O[:, h]^T`` (through the attention
+    post-norm's gain and frozen scale ``post`` where there is one); they sum to the attention
+    output less its bias ``b_O``."""
     W_O = model.weights.W_O[layer].float()  # [d_model, n_heads * d_head]
-    return torch.einsum("...hd,mhd->...hm", z.float(), W_O.view(W_O.shape[0], z.shape[-2], z.shape[-1]))
+    out = torch.einsum("...hd,mhd->...hm", z.float(), W_O.view(W_O.shape[0], z.shape[-2], z.shape[-1]))
+    norm = model.weights.attn_post_norm[layer]
+    if norm is not None and norm.weight is not None:
+        out = out * norm.weight.float() * (1.0 if post is None else post[..., None, :])
+    return out

@@ -23,7 +23,9 @@ SITES: dict[str, str] = {
     "mlp_pre": "blocks.{layer}.mlp.hook_pre",
     "mlp_pre_linear": "blocks.{layer}.mlp.hook_pre_linear",  # the GLU's up projection (x W_in^T)
     "mlp_post": "blocks.{layer}.mlp.hook_post",
-    "mlp_out": "blocks.{layer}.hook_mlp_out",
+    "mlp_out": "blocks.{layer}.hook_mlp_out",  # what joins the residual (after a post-norm, Gemma/OLMo 2)
+    "mlp_raw_out": "blocks.{layer}.mlp.hook_out",  # the MLP's own output, before any post-norm
+    "attn_raw_out": "blocks.{layer}.attn.hook_out",
     "attn_z": "blocks.{layer}.attn.hook_z",
     "attn_pattern": "blocks.{layer}.attn.hook_pattern",
     "ln1_scale": "blocks.{layer}.ln1.hook_scale",
@@ -32,6 +34,10 @@ SITES: dict[str, str] = {
     "ln1_out": "blocks.{layer}.ln1.hook_out",
     "ln2_in": "blocks.{layer}.ln2.hook_in",
     "ln2_out": "blocks.{layer}.ln2.hook_out",
+    "ln1_post_in": "blocks.{layer}.ln1_post.hook_in",  # post-norms (Gemma 2/3, OLMo 2)
+    "ln1_post_out": "blocks.{layer}.ln1_post.hook_out",
+    "ln2_post_in": "blocks.{layer}.ln2_post.hook_in",
+    "ln2_post_out": "blocks.{layer}.ln2_post.hook_out",
 }
 GLOBAL_SITES: dict[str, str] = {
     "embed": "hook_embed",

@@ -172,7 +172,7 @@ def safe_id(text: str) -> str:
     """A filesystem-safe, readable slug (a hub id or a path becomes one path component)."""
     import re
 
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))).strip("._")
     return slug[-48:] or "model"
 
 
@@ -194,8 +194,10 @@ class Result:
         if not self.run_id:
             stamp = self.provenance.get("created", "")[:19].replace("-", "").replace(":", "").replace("T", "-")
             ident = self.config.identity() if hasattr(self.config, "identity") else self.config.to_dict()
-            digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:6]
-            self.run_id = f"{stamp}-{safe_id(self.provenance.get('model', 'model'))}-{digest}"
+            model = str(self.provenance.get("model", "model"))
+            # the slug is readable (and may be cut); the digest covers the whole spec as well as the config
+            digest = hashlib.sha256(json.dumps([ident, model], sort_keys=True).encode()).hexdigest()[:6]
+            self.run_id = f"{stamp}-{safe_id(model)}-{digest}"
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in self.tables:

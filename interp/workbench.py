@@ -49,14 +49,15 @@ from interp.errors import InterpError
 from interp.jobs import Job, JobRunner
 from interp.models import load_model
 from interp.models.generation import generate
-from interp.models.loading import EDIT_FILE
+from interp.models.loading import EDIT_FILE, EMBEDDED, EMBEDDED_MODELS
 from interp.names import NeuronId
 from interp.paths import runs_root
 from interp.result import Result
 from interp.storage import list_runs, load_result, newest_run
 from interp.tracing.masks import masked
 
-__all__ = ["COMPONENTS", "METHODS", "InterpError", "Job", "Workbench"]
+__all__ = ["COMPONENTS", "DEFAULT_MODEL", "EMBEDDED_MODELS", "METHODS", "InterpError", "Job", "Workbench"]
+DEFAULT_MODEL = EMBEDDED
 
 # analyses that change weights while they run: they get the private model
 CHANGES_WEIGHTS = ("unlearning", "bigram_subnetworks")

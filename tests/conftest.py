@@ -65,3 +65,22 @@ def smol():
     from interp.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The second embedded model, Gemma 3 270M (base): about 100 s the first time on a machine (the
+    GGUF is assembled and dequantized into $INTERP_HOME), about 6 s after that."""
+    from interp.models import load_model
+
+    return load_model("gemma3-270m")
+
+
+def unbridged(spec: str):
+    """An HF copy of an embedded model that was never bridged, read from its own cache."""
+    from transformers import AutoModelForCausalLM
+
+    from interp.models.loading import embedded_cache_dir
+
+    return AutoModelForCausalLM.from_pretrained(embedded_cache_dir(spec), dtype="float32",
+                                                use_safetensors=True).eval()

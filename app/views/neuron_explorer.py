@@ -124,7 +124,8 @@ else:
     for col, (label, value) in zip(cols, [("max", activity["max"]), ("min", activity["min"]),
                                           ("mean", activity["mean"]), ("std", activity["var"] ** 0.5),
                                           ("median", activity["q50"]),
-                                          ("positive", f"{activity['frac_positive']:.1%}")]):
+                                          ("density", f"{activity['density']:.1%}") if "density" in activity
+                                          else ("positive", f"{activity['frac_positive']:.1%}")]):
         col.metric(label, value if isinstance(value, str) else f"{value:+.3f}")
     st.plotly_chart(histogram(atlas, nid.layer, nid.index), width="stretch", key="atlas_hist")
     for which, title in (("top", "Top activations"), ("bottom", "Most negative activations")):

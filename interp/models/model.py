@@ -42,6 +42,17 @@ class TokenBatch:
         return self.lengths - 1
 
 
+@dataclass(frozen=True)
+class BlockParam:
+    """One HF-named block parameter: its layer, part (``attn``/``mlp``), matrix (``q_proj``, ``fc1``, ...)."""
+
+    name: str
+    layer: int
+    part: str
+    matrix: str
+    is_matrix: bool  # a weight matrix (maskable), not a bias
+
+
 @dataclass
 class Model:
     spec: str
@@ -74,7 +85,14 @@ class Model:
         hf_params = hf_model.state_dict(keep_vars=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer)
+            try:
+                bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer)
+            except Exception as exc:  # noqa: BLE001 - named in the user's terms
+                arch = ", ".join(getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" Available architectures")[0]
+                raise InterpError(f"TransformerLens cannot bridge {spec!r} (architecture {arch}): {first}; "
+                                  "see transformer_lens.model_bridge.supported_architectures for the ones "
+                                  "it can") from None
         bridge.eval()
         return cls(spec, name, bridge, hf_model, tokenizer, source, known_hash, hf_params)
 
@@ -146,6 +164,27 @@ class Model:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+
+    @cached_property
+    def block_params(self) -> list["BlockParam"]:
+        """Every parameter of the transformer blocks, by layer and part (``attn`` or ``mlp``), found
+        through the bridge's own components rather than HF names: GPT-NeoX's ``attention.``, fused QKV
+        and ``gate_up_proj``, OPT's ``fc1``/``fc2`` (no ``mlp`` module) all land where they belong.
+        Norm parameters are left out."""
+        names = {id(p): n for n, p in self.hf_params.items()}
+        out = []
+        for layer, block in enumerate(self.bridge.blocks):
+            taken = set()
+            for part in ("attn", "mlp"):
+                hf = getattr(block._modules.get(part), "original_component", None)
+                for sub, p in (hf.named_parameters() if hf is not None else []):
+                    name = names.get(id(p))
+                    if name is None or id(p) in taken or "norm" in sub.lower():
+                        continue
+                    taken.add(id(p))
+                    matrix = sub.rsplit(".", 1)[0].rsplit(".", 1)[-1] if "." in sub else sub
+                    out.append(BlockParam(name, layer, part, matrix, p.dim() >= 2 and sub.endswith("weight")))
+        return out
 
     # --- checks in the user's terms ----------------------------------------------------
     def check_layer(self, layer: int) -> int:
@@ -220,6 +259,31 @@ class Model:
             f"{token!r} is not a single token for {self.spec}: it tokenizes as {pieces}. "
             "Use one of those pieces (mind the leading space), or the first-token policy"
         )
+
+    def continuation(self, prompt: str, answer: str) -> list[int]:
+        """The answer's tokens as the model reads them after ``prompt``: the tokens of
+        ``prompt + answer`` past the prompt's own. Tokenizing the answer alone is wrong for
+        SentencePiece tokenizers that add a prefix space (Llama 2, Mistral, Gemma): its "first
+        token" can be a bare space for every answer. Where the answer merges with the prompt's
+        last token, the tokens past the longest common prefix are taken."""
+        if not answer:
+            raise InterpError(f"the answer after {prompt!r} is empty")
+        p, full = self.encode(prompt), self.encode(prompt + answer)
+        common = next((i for i, (a, b) in enumerate(zip(p, full)) if a != b), min(len(p), len(full)))
+        ids = full[common:]
+        if not ids:
+            raise InterpError(f"the answer {answer!r} adds no token after {prompt!r}")
+        return ids
+
+    def answer_token(self, prompt: str, answer: str, policy: str = "single") -> int:
+        """The first token of ``answer`` as a continuation of ``prompt``; ``policy="single"`` refuses an
+        answer that is several tokens there (``"first"`` scores its first token)."""
+        ids = self.continuation(prompt, answer)
+        if len(ids) > 1 and policy != "first":
+            pieces = [self.tokenizer.decode([i]) for i in ids]
+            raise InterpError(f"{answer!r} is not a single token for {self.spec} after {prompt!r}: it continues as "
+                              f"{pieces}. Use one of those pieces (mind the leading space), or the first-token policy")
+        return int(ids[0])
 
     @cached_property
     def vocab(self) -> list[str]:

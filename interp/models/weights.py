@@ -40,7 +40,7 @@ class _PerLayer:
     def __init__(self, name: str, n_layers: int, get: Callable[[int], Tensor | None], optional=False):
         self.name, self.n_layers, self._get, self.optional = name, n_layers, get, optional
 
-    def __getitem__(self, layer: int) -> Tensor | None:
+    def __getitem__(self, layer: int) -> Tensor | FinalNorm | None:
         check_range("layer", layer, self.n_layers, f"this model ({self.name})")
         value = self._get(layer)
         if value is None and not self.optional:
@@ -56,13 +56,41 @@ class _PerLayer:
 
 @dataclass
 class FinalNorm:
-    """The final norm before the unembedding: ``weight`` and ``bias`` are folded into
-    decodings; the per-position scale ``1/rms(x)`` (or ``1/std``) is input-dependent."""
+    """A norm (the final one before the unembedding, or a block's post-norm): ``weight`` is the
+    effective per-channel gain (``1 + w`` for Gemma's offset RMSNorm) and, with ``bias``, is
+    folded into decodings; the per-position scale ``1/rms(x)`` (or ``1/std``) is input-dependent."""
 
     kind: str  # "rms" or "layer"
     weight: Float[Tensor, " d_model"] | None
     bias: Float[Tensor, " d_model"] | None
     eps: float
+
+    @classmethod
+    def of(cls, bridge_norm) -> "FinalNorm":
+        norm = _orig(bridge_norm)
+        kind = "rms" if "rms" in type(norm).__name__.lower() else "layer"
+        eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-5)
+        return cls(kind, norm_gain(bridge_norm), getattr(norm, "bias", None), float(eps))
+
+    def scale(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... 1"]:
+        """The input-dependent scale ``s`` at each position (``1/rms``, or ``1/std`` for LayerNorm)."""
+        x = x.float()
+        if self.kind == "rms":
+            return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + self.eps)
+
+
+def norm_gain(bridge_norm) -> Tensor | None:
+    """The norm's effective gain: its weight, or ``1 + weight`` where the architecture offsets it
+    (Gemma; the bridge says so through ``uses_weight_offset``)."""
+    weight = getattr(_orig(bridge_norm), "weight", None)
+    if weight is not None and getattr(bridge_norm, "uses_weight_offset", False):
+        return 1.0 + weight
+    return weight
+
+
+def _has(block, name: str) -> bool:
+    return name in getattr(block, "_modules", {})
 
 
 class NeuronWeights:
@@ -86,25 +114,32 @@ class NeuronWeights:
         self.b_gate = _PerLayer(
             "b_gate", n, lambda l: linear_bias(mlp_part("gate")(l)) if is_glu else None, optional=True
         )
-        # the weight of the norm in front of the MLP (ln2): it scales what neurons read
+        # the gain of the norm in front of the MLP (ln2; 1+w for Gemma): it scales what neurons read.
+        # None where the MLP reads the raw residual (OLMo 2 normalises after the MLP instead).
         self.mlp_norm_w = _PerLayer(
-            "mlp_norm_w", n, lambda l: getattr(_orig(blocks[l].ln2), "weight", None), optional=True
+            "mlp_norm_w", n, lambda l: norm_gain(blocks[l].ln2) if _has(blocks[l], "ln2") else None, optional=True
         )
+        # the norm applied to the MLP's output before it joins the residual (Gemma 2/3, OLMo 2), and the
+        # one after attention (ln1_post); None where the output is added as it is
+        self.mlp_post_norm = _PerLayer(
+            "mlp_post_norm", n, lambda l: FinalNorm.of(blocks[l].ln2_post) if _has(blocks[l], "ln2_post") else None,
+            optional=True)
+        self.attn_post_norm = _PerLayer(
+            "attn_post_norm", n, lambda l: FinalNorm.of(blocks[l].ln1_post) if _has(blocks[l], "ln1_post") else None,
+            optional=True)
         # attention output projection: [d_model, n_heads * d_head]; head h owns columns h*d_head:(h+1)*d_head
         self.W_O = _PerLayer("W_O", n, lambda l: linear_weight(blocks[l].attn.o))
         self.b_O = _PerLayer("b_O", n, lambda l: linear_bias(blocks[l].attn.o), optional=True)
         self._bridge = bridge
-        act_name = getattr(hf_config, "hidden_act", None) or getattr(
-            hf_config, "activation_function", None
-        )
+        act_name = next((getattr(hf_config, key) for key in ("hidden_activation", "hidden_act", "activation_function")
+                         if getattr(hf_config, key, None)), None)
         if act_name not in ACT2FN:
             raise InterpError(f"unsupported MLP activation {act_name!r}")
         self.act_name: str = act_name
         self.act_fn = ACT2FN[act_name]
-        norm = _orig(bridge.ln_final)
-        kind = "rms" if "rms" in type(norm).__name__.lower() else "layer"
-        eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-5)
-        self.final_norm = FinalNorm(kind, getattr(norm, "weight", None), getattr(norm, "bias", None), float(eps))
+        self.final_norm = FinalNorm.of(bridge.ln_final)
+        # Gemma 2's cap * tanh(logit / cap): monotone, so rankings hold, but no sum of components is the logit
+        self.logit_softcap: float | None = getattr(hf_config, "final_logit_softcapping", None) or None
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
@@ -117,6 +152,14 @@ class NeuronWeights:
     @property
     def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
         return _orig(self._bridge.embed).weight
+
+    def W_write(self, layer: int) -> Float[Tensor, "d_model d_mlp"]:
+        """What each neuron writes into the residual stream, up to its positive per-position scale:
+        ``W_out`` with the MLP's post-norm gain folded in (Gemma 2/3, OLMo 2: ``g * W_out[:, n]``,
+        the post-norm's ``1/rms`` being the scale); ``W_out`` itself elsewhere. Decodings read this."""
+        post = self.mlp_post_norm[layer]
+        W = self.W_out[layer]
+        return W if post is None or post.weight is None else post.weight[:, None] * W
 
     def W_U_normed(self) -> Float[Tensor, "d_model d_vocab"]:
         """``W_U`` with the final norm's weight folded in: ``diag(w) @ W_U``."""

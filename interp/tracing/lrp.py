@@ -5,7 +5,8 @@ rule returns ``y.detach() + (r - r.detach())``, whose value is ``y`` bit for bit
 the backward pass follows the rules of RelP (Jafari et al., 2025) and AttnLRP, so
 gradient x input is the LRP relevance:
 
-- **LN rule** (``ln``): every norm (``ln1``, ``ln2``, ``ln_final``) acts as if its
+- **LN rule** (``ln``): every norm (``ln1``, ``ln2``, the post-norms ``ln1_post``/``ln2_post``
+  where the block has them, ``ln_final``) acts as if its
   input-dependent scale were a constant, ``r = w * (x - mean x) / scale.detach() + b``
   (RMSNorm: no centring);
 - **identity rule** (``identity``): the MLP nonlinearity acts as the linear map
@@ -135,9 +136,11 @@ def rule_hooks(model, rules: Rules) -> list:
     fwd = []
     blocks = model.bridge.blocks
     for layer in range(model.n_layers):
-        if rules.ln:
-            fwd += _norm_hooks(blocks[layer].ln1, hook_name("ln1_in", layer), hook_name("ln1_out", layer))
-            fwd += _norm_hooks(blocks[layer].ln2, hook_name("ln2_in", layer), hook_name("ln2_out", layer))
+        if rules.ln:  # every norm the block has: pre-norms, and the post-norms of Gemma 2/3 and OLMo 2
+            for norm in ("ln1", "ln2", "ln1_post", "ln2_post"):
+                if norm in blocks[layer]._modules:
+                    fwd += _norm_hooks(blocks[layer]._modules[norm], hook_name(f"{norm}_in", layer),
+                                       hook_name(f"{norm}_out", layer))
         if rules.identity or (rules.half and model.is_glu):
             fwd += _mlp_hooks(model, layer, rules)
         if rules.ah:

@@ -16,7 +16,6 @@ embeddings, unembedding, norms and biases never are.
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 import torch
@@ -26,7 +25,6 @@ from transformers.pytorch_utils import Conv1D
 
 from interp.errors import InterpError
 
-BLOCK_WEIGHT = re.compile(r"\.(?:layers|h)\.(\d+)\.(self_attn|attn|mlp)\.(\w+)\.weight$")
 SCOPES = ("all", "mlp", "attn")
 
 
@@ -103,11 +101,7 @@ def maskable(model, scope: str = "all") -> list[str]:
     """HF names of the block weight matrices in ``scope`` (all, mlp, attn)."""
     if scope not in SCOPES:
         raise InterpError(f"unknown parameter set {scope!r}: choose one of {', '.join(SCOPES)}")
-    names = []
-    for name in model.hf_params:
-        m = BLOCK_WEIGHT.search(name)
-        if m and (scope == "all" or (scope == "mlp") == (m.group(2) == "mlp")):
-            names.append(name)
+    names = [b.name for b in model.block_params if b.is_matrix and scope in ("all", b.part)]
     if not names:
         raise InterpError(f"--params {scope} selects no weight matrix of {model.spec}")
     return names

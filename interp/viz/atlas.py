@@ -26,13 +26,16 @@ def histogram(result, layer: int, neuron: int) -> go.Figure:
 
 
 def density_scatter(result) -> go.Figure:
-    """Each neuron's fraction of positive activations against its max: dead, dense and rare neurons."""
+    """Each neuron's density (share of positions with |activation| >= a tenth of its peak; older atlases:
+    the fraction of positive activations) against its max: dead, dense and rare neurons."""
     neurons = result.table("neurons")
     sample = neurons.sample(min(len(neurons), 5000), random_state=0).copy()
     sample["max_abs"] = sample[["max", "min"]].abs().max(axis=1)
-    fig = px.scatter(sample, x="frac_positive", y="max_abs", color="layer", opacity=0.5, log_y=True,
+    x = "density" if "density" in sample else "frac_positive"
+    fig = px.scatter(sample, x=x, y="max_abs", color="layer", opacity=0.5, log_y=True,
                      hover_data=["layer", "neuron", "max", "min"],
-                     labels={"frac_positive": "fraction of positions with activation > 0",
+                     labels={"density": "density: share of positions with |activation| ≥ 10% of its peak",
+                             "frac_positive": "fraction of positions with activation > 0",
                              "max_abs": "max |activation| (log)"})
     fig.update_layout(title="Neuron density vs max activation (5,000 sampled neurons)", height=400)
     return fig

@@ -9,7 +9,9 @@ import torch
 
 from interp.models import load_model
 from interp.models.loading import embedded_cache_dir
-from tests.unit.tracing.test_neuron_formula import check_bridge_matches_hf, check_neuron_formula
+from tests.conftest import unbridged
+from tests.unit.models.test_zoo import check_unbridged_parity
+from tests.unit.tracing.test_neuron_formula import check_neuron_formula
 
 pytestmark = pytest.mark.embedded
 
@@ -26,9 +28,10 @@ def test_hook_post_equals_formula(smol):
     check_neuron_formula(smol, "The capital of France is Paris, and", tol=1e-4)
 
 
-def test_bridge_logits_match_hf(smol):
-    # the bridge runs the HF modules unchanged; measured difference here: 0.0
-    check_bridge_matches_hf(smol, "The capital of France is", tol=1e-5)
+def test_bridge_logits_match_an_unbridged_copy(smol):
+    """Against a copy read from the model's own cache that was never bridged (the bridge rewires its
+    own HF model in place); a perturbed copy must fail."""
+    check_unbridged_parity(smol, unbridged("smollm2-135m"), "The capital of France is", tol=1e-4)
 
 
 def test_answers_paris(smol):

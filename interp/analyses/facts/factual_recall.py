@@ -29,6 +29,7 @@ decomposition (``metrics.n_correct`` says how many remain).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,7 +39,7 @@ from torch import Tensor
 from interp.analyses.base import register
 from interp.datasets.prompts import Fact, load_facts, subject_positions
 from interp.errors import InterpError
-from interp.metrics import direct_logit, final_scale, head_outputs, neuron_dla, unembed_dirs
+from interp.metrics import direct_logit, final_scale, head_outputs, neuron_dla, post_scale, precap_logit, unembed_dirs
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import Write, intervene, record
@@ -72,10 +73,11 @@ def score_facts(model, facts: list[Fact], batch_size: int = 32) -> pd.DataFrame:
             logits = model(batch.tokens)[torch.arange(len(chunk), device=model.device), batch.last].float()
         probs = logits.softmax(-1)
         for i, f in enumerate(chunk):
-            answer = model.token_id(f.answer, policy="first")
+            ids = model.continuation(f.prompt, f.answer)  # the answer as it follows the prompt
+            answer = ids[0]
             rank = int((logits[i] > logits[i, answer]).sum())
             rows.append({**f.to_dict(), "answer_id": answer, "answer_token": model.token_str(answer),
-                         "multi_token": len(model.encode(f.answer, prepend_bos=False)) > 1,
+                         "multi_token": len(ids) > 1,
                          "predicted": model.token_str(int(logits[i].argmax())), "rank": rank,
                          "correct": rank == 0, "p_answer": float(probs[i, answer]),
                          "logit": float(logits[i, answer])})
@@ -96,6 +98,8 @@ def bias_logit(model, token: int) -> float:
 def _records(model, prompts: list[str]):
     sites = [hook_name("embed")] + [hook_name(s, l) for l in range(model.n_layers)
                                     for s in ("attn_out", "mlp_out", "attn_z", "attn_pattern", "mlp_post")]
+    if _post_normed(model):  # Gemma 2/3, OLMo 2: the raw outputs give the post-norms' frozen scales
+        sites += [hook_name(s, l) for l in range(model.n_layers) for s in ("mlp_raw_out", "attn_raw_out")]
     pos_embed = hook_name("pos_embed") if hook_name("pos_embed") in model.hook_dict else None
     batch = model.batch(prompts)
     with torch.no_grad(), record(model, sites + [hook_name("final_in")] + ([pos_embed] if pos_embed else [])) as acts:
@@ -103,9 +107,26 @@ def _records(model, prompts: list[str]):
     return batch, dict(acts), logits, pos_embed
 
 
+def _post_normed(model) -> bool:
+    w = model.weights
+    return any(w.mlp_post_norm[l] is not None or w.attn_post_norm[l] is not None for l in range(model.n_layers))
+
+
+def _post_scales(model, acts: dict, i: int, last: int, part: str) -> Tensor:
+    """Each layer's post-norm scale for ``part`` at one position, ``[L, 1]`` (ones without post-norms)."""
+    if not _post_normed(model):
+        return torch.ones(model.n_layers, 1)
+    return torch.stack([post_scale(model, l, acts[hook_name(f"{part}_raw_out", l)][i, last], part)
+                        for l in range(model.n_layers)])
+
+
+DLA_TOLERANCE = 1e-3  # |sum of components - logit| above this (times 1 + |logit|) is warned about
+
+
 def decompose(model, facts_df: pd.DataFrame, config: FactualConfig) -> dict:
     """The per-fact tables of the decomposition, for facts in ``facts_df`` (all assumed correct)."""
     dla_rows, head_rows, supp_rows, post, head_out, mlp_out_last, scales = [], [], [], [], [], [], []
+    post_mlp, residuals = [], []
     W_U_n = model.weights.W_U_normed().float()
     mean_dir = W_U_n.mean(1)
     L, H = model.n_layers, model.n_heads
@@ -125,14 +146,19 @@ def decompose(model, facts_df: pd.DataFrame, config: FactualConfig) -> dict:
             for l in range(L):
                 comps[("attn", l)] = acts[hook_name("attn_out", l)][i, last]
                 comps[("mlp", l)] = acts[hook_name("mlp_out", l)][i, last]
+            total = bias_logit(model, fact.answer_id)
             for (kind, layer), v in comps.items():
                 d = direct_logit(model, v, scale, dirs)
+                total += float(d[0])
                 dla_rows.append({"fact": fact.Index, "kind": kind, "layer": layer,
                                  "dla": float(d[0]), "dla_rel": float(d[2])})
             dla_rows.append({"fact": fact.Index, "kind": "bias", "layer": -1,
                              "dla": bias_logit(model, fact.answer_id), "dla_rel": float("nan")})
+            logit = float(precap_logit(model, logits[i, last, fact.answer_id].float()))
+            residuals.append((total - logit, logit))
             z = torch.stack([acts[hook_name("attn_z", l)][i, last] for l in range(L)])  # [L, H, d_head]
-            outs = torch.stack([head_outputs(model, l, z[l]) for l in range(L)])  # [L, H, d_model]
+            attn_post = _post_scales(model, acts, i, last, "attn")
+            outs = torch.stack([head_outputs(model, l, z[l], attn_post[l]) for l in range(L)])  # [L, H, d_model]
             pattern = torch.stack([acts[hook_name("attn_pattern", l)][i, :, last, subj].sum(-1) for l in range(L)])
             hd = direct_logit(model, outs, scale, dirs)  # [L, H, 3]
             for l in range(L):
@@ -144,6 +170,7 @@ def decompose(model, facts_df: pd.DataFrame, config: FactualConfig) -> dict:
             scales.append(scale)
             mlp_out_last.append(torch.stack([comps[("mlp", l)] for l in range(L)]).float())
             post.append(torch.stack([acts[hook_name("mlp_post", l)][i, last] for l in range(L)]).float())
+            post_mlp.append(_post_scales(model, acts, i, last, "mlp"))
             supp_rows.append({"fact": fact.Index, "last_mlp_dla_rel": float(direct_logit(
                 model, comps[("mlp", L - 1)], scale, dirs)[2]), "last_attn_dla_rel": float(direct_logit(
                     model, comps[("attn", L - 1)], scale, dirs)[2])})
@@ -152,7 +179,7 @@ def decompose(model, facts_df: pd.DataFrame, config: FactualConfig) -> dict:
         supp[f"p_without_last_{kind}"] = ablated_prob(model, facts_df, kind, config.batch_size)
     return {"dla": pd.DataFrame(dla_rows), "heads": pd.DataFrame(head_rows), "suppression": supp,
             "head_out": torch.stack(head_out), "mlp_out": torch.stack(mlp_out_last), "post": torch.stack(post),
-            "scale": torch.stack(scales)}
+            "scale": torch.stack(scales), "post_scale": torch.stack(post_mlp), "residuals": residuals}
 
 
 def ablated_prob(model, facts_df: pd.DataFrame, kind: str, batch_size: int = 32) -> list[float]:
@@ -193,6 +220,24 @@ def activation_regression(model, parts: dict, facts_df, heads: list[tuple[int, i
 
 
 
+def decomposition_check(model, residuals: list[tuple[float, float]]) -> tuple[dict, str]:
+    """The run-time check of ``sum of components = logit``: the largest residual, the tolerance, and a
+    sentence for the Result (a warning past the tolerance)."""
+    worst = max((abs(r) for r, _ in residuals), default=0.0)
+    tol = DLA_TOLERANCE * (1 + max((abs(lg) for _, lg in residuals), default=0.0))
+    of = "the logit before the final softcap" if model.weights.logit_softcap else "the answer's logit"
+    text = (f"Decomposition check: the components sum to {of} within {worst:.2g} on every fact "
+            f"(tolerance {tol:.2g}).")
+    if worst > tol:
+        text = (f"Decomposition check FAILED: the components miss {of} by up to {worst:.3g} "
+                f"(tolerance {tol:.2g}); the per-layer DLA is not exact for this architecture.")
+        warnings.warn(text, stacklevel=2)
+    if model.weights.logit_softcap:
+        text += (f" {model.spec} caps its logits (cap * tanh(x / cap), cap {model.weights.logit_softcap:g}), "
+                 "so the DLA decomposes the pre-cap logit; the capped logit itself is not a sum of components.")
+    return {"dla_residual_max": worst, "dla_residual_tolerance": tol}, text
+
+
 @register("factual_recall", FactualConfig)
 def run(model, config: FactualConfig, facts: list[Fact] | None = None) -> Result:
     """Decompose how the model recalls facts: DLA by layer, argument-passing heads, the MLP
@@ -224,7 +269,8 @@ def run(model, config: FactualConfig, facts: list[Fact] | None = None) -> Result
     # neuron decomposition of the chosen MLP: act * s * W_out[:, n] . (w * W_U[:, answer])
     contrib = torch.stack([
         neuron_dla(model, layer, parts["post"][row, layer], parts["scale"][row],
-                   unembed_dirs(model, torch.tensor([fact.answer_id], device=model.device)))[:, 0]
+                   unembed_dirs(model, torch.tensor([fact.answer_id], device=model.device)),
+                   parts["post_scale"][row, layer])[:, 0]
         for row, fact in enumerate(known.itertuples())])  # [fact, d_mlp]
     neurons = pd.DataFrame({"layer": layer, "neuron": range(model.d_mlp), "mean_dla": contrib.mean(0).tolist(),
                             "share_of_layer": (contrib.mean(0) / contrib.mean(0).sum()).tolist()})
@@ -245,10 +291,13 @@ def run(model, config: FactualConfig, facts: list[Fact] | None = None) -> Result
         "mean_p_without_last_mlp": float(supp.p_without_last_mlp.mean()),
         "mean_p_without_last_attn": float(supp.p_without_last_attn.mean()),
     }
+    check, check_note = decomposition_check(model, parts["residuals"])
+    metrics.update(check)
     notes = [f"{metrics['n_correct']} of {len(scored)} facts are answered correctly at top-1; {len(known)} are "
              "decomposed. Wrong ones stay in the facts table, flagged (correct = false)."]
     if metrics["n_multi_token_answers"]:
         notes.append(f"{metrics['n_multi_token_answers']} answers span several tokens; their first token is scored.")
+    notes.append(check_note)
     notes.append(f"Final layer ({L - 1}): its MLP lowers the answer's logit relative to the mean logit on "
                  f"{metrics['share_last_mlp_suppresses']:.0%} of facts; zeroing it at the last position moves "
                  f"mean P(answer) from {metrics['mean_p_answer']:.3f} to {metrics['mean_p_without_last_mlp']:.3f}.")

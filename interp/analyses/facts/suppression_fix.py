@@ -34,7 +34,7 @@ from interp.analyses.facts.factual_recall import score_facts
 from interp.datasets.corpus import window_tensor
 from interp.datasets.prompts import load_facts, unique_facts
 from interp.errors import InterpError
-from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla
+from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla, post_scale
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import Write, intervene, record
@@ -62,7 +62,7 @@ def _last_effects(model, facts_df: pd.DataFrame, layer: int, batch_size: int) ->
     """Per fact, the direct effect on (answer - mean logit) of the layer's MLP, attention and each neuron."""
     W_U_n = model.weights.W_U_normed().float()
     sites = [hook_name("mlp_post", layer), hook_name("mlp_out", layer), hook_name("attn_out", layer),
-             hook_name("final_in")]
+             hook_name("final_in"), hook_name("mlp_raw_out", layer)]
     out: dict[str, list] = {"neurons": [], "mlp": [], "attn": []}
     for start in range(0, len(facts_df), batch_size):
         chunk = facts_df.iloc[start:start + batch_size]
@@ -75,7 +75,8 @@ def _last_effects(model, facts_df: pd.DataFrame, layer: int, batch_size: int) ->
             # d log P(answer) / d logits = onehot(answer) - p: the answer against the expected logit
             d = (W_U_n[:, answer] - W_U_n @ probs[i])[:, None]
             scale = final_scale(model, at[sites[3]][i])
-            out["neurons"].append(neuron_dla(model, layer, at[sites[0]][i], scale, d)[:, 0])
+            post = post_scale(model, layer, at[sites[4]][i])  # the MLP post-norm's scale (Gemma), else 1
+            out["neurons"].append(neuron_dla(model, layer, at[sites[0]][i], scale, d, post)[:, 0])
             out["mlp"].append(direct_logit(model, at[sites[1]][i], scale, d)[0])
             out["attn"].append(direct_logit(model, at[sites[2]][i], scale, d)[0])
     return {k: torch.stack(v) for k, v in out.items()}

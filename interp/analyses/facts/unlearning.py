@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 
@@ -46,9 +45,6 @@ from interp.models.loading import save_edit
 from interp.paths import runs_root
 from interp.progress import bar
 from interp.result import Config, Result, option, provenance
-
-BLOCK = re.compile(r"\.(?:layers|h)\.(\d+)\.")
-MLP = re.compile(r"\.(?:layers|h)\.(\d+)\.mlp\.")
 
 
 @dataclass(frozen=True)
@@ -97,9 +93,7 @@ def encode_items(model, items: list[Item]):
     item's first answer position."""
     rows, labels, first = [], [], []
     for it in items:
-        p, a = model.encode(it.prompt), model.encode(it.answer, prepend_bos=False)
-        if not a:
-            raise InterpError(f"empty answer for {it.prompt!r}")
+        p, a = model.encode(it.prompt), model.continuation(it.prompt, it.answer)  # the answer after the prompt
         rows.append(p + a)
         labels.append([-100] * len(p) + a)
         first.append(len(p) - 1)  # the logits there predict the first answer token
@@ -137,15 +131,7 @@ def paraphrase(items: list[Item]) -> list[Item]:
 
 def trainable_names(model, layers: list[int] | None) -> list[str]:
     """HF-named parameters to train: the MLPs of ``layers``, or (None) every block parameter."""
-    names = []
-    for name in model.hf_params:
-        if layers is None:
-            if BLOCK.search(name):
-                names.append(name)
-        else:
-            m = MLP.search(name)
-            if m and int(m.group(1)) in layers:
-                names.append(name)
+    names = [b.name for b in model.block_params if layers is None or (b.part == "mlp" and b.layer in layers)]
     if not names:
         raise InterpError(f"no MLP parameters found for layers {layers}")
     return names

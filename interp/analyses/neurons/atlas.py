@@ -7,7 +7,8 @@ neuron page (histogram, density).
 For every neuron of the chosen layers (default: all) over ``n_tokens`` of a corpus,
 cut into ``seq_len``-token windows (``interp.datasets.corpus``): the top-k and
 bottom-k activations with their window and position, a fixed-bin histogram and its
-quantiles, the mean, the variance and the fraction of positive activations
+quantiles, the mean, the variance, the fraction of positive activations and the density (the share
+of positions with |activation| at least a tenth of the neuron's peak; ``density``)
 (``interp.tracing.reducers``). Memory is fixed, whatever the corpus length.
 
 Contexts: a top activation is stored as (window, position) into the stored corpus
@@ -192,13 +193,14 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
     var = (reducer.sumsq / max(n, 1) - mean**2).clamp(min=0)
     q = reducer.quantiles(list(QUANTILES))
     L, d = len(layers), model.d_mlp
-    layer_col = np.repeat(np.array(layers, dtype=np.int16), d)
-    neuron_col = np.tile(np.arange(d, dtype=np.int16), L)
+    layer_col = np.repeat(np.array(layers, dtype=np.int32), d)
+    neuron_col = np.tile(np.arange(d, dtype=np.int32), L)
     neurons = pd.DataFrame({
         "layer": layer_col, "neuron": neuron_col,
         "max": reducer.top_v[..., 0].flatten().numpy(), "min": reducer.bot_v[..., 0].flatten().numpy(),
         "mean": mean.flatten().numpy(), "var": var.flatten().numpy(),
         "frac_positive": (reducer.positive.double() / max(n, 1)).flatten().numpy(),
+        "density": density(reducer.hist, reducer.top_v[..., 0], reducer.bot_v[..., 0], n).flatten().numpy(),
     })
     for i, qv in enumerate(QUANTILES):
         neurons[f"q{int(qv * 100):02d}"] = q[..., i].flatten().numpy()
@@ -210,9 +212,9 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
         p = poss.flatten()
         parts.append(pd.DataFrame({
             "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k),
-            "which": which, "rank": np.tile(np.arange(k, dtype=np.int16), L * d),
+            "which": which, "rank": np.tile(np.arange(k, dtype=np.int32), L * d),
             "activation": vals.flatten().numpy(), "window": (p // T).numpy().astype(np.int32),
-            "pos": (p % T).numpy().astype(np.int16),
+            "pos": (p % T).numpy().astype(np.int32),
             "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32),
         }))
     examples = pd.concat(parts, ignore_index=True)
@@ -230,6 +232,23 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
         notes=[f"corpus {config.corpus!r}" + (" includes text sampled from the model itself, a proxy for its "
                                               "training distribution" if "sampled:" in config.corpus else "")],
     )
+
+
+DENSITY_FRACTION = 0.1  # a neuron is "active" where |activation| >= this share of its peak |activation|
+
+
+def density(hist, top, bottom, n: int):
+    """The share of positions where a neuron's |activation| is at least ``DENSITY_FRACTION`` of its
+    peak |activation|, from the histogram: the bins wholly beyond the threshold on either side (so at
+    the histogram's resolution: 4 bins an octave, each at most 1.25x wide; the crossing bin is left
+    out). Unlike the share of positive values (about half for any signed GLU neuron) it says how often the neuron fires."""
+    edges = HIST_EDGES.double()
+    inf = torch.tensor([float("inf")], dtype=torch.float64)
+    lo, hi = torch.cat([-inf, edges]), torch.cat([edges, inf])
+    closest = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))  # a bin's least |value|
+    tau = DENSITY_FRACTION * torch.maximum(top.abs(), bottom.abs()).double()
+    beyond = closest >= tau[..., None]
+    return ((hist.double() * beyond).sum(-1) / max(n, 1)).float()
 
 
 @torch.no_grad()
@@ -266,7 +285,10 @@ def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | No
 
     With an ``atlas``, neurons are ranked by activation relative to their own max
     |activation| on the atlas corpus (``relative``), so the few massive-activation
-    neurons (thousands, on the first token) do not crowd out the rest."""
+    neurons (thousands, on the first token) do not crowd out the rest. GLU neurons are
+    ranked by |activation| (their sign is arbitrary: ``act(gate) * up`` fires either way);
+    ReLU/GELU neurons by their signed activation. Tokens follow the model's BOS policy,
+    the same as the atlas windows (``interp.datasets.corpus.token_windows``)."""
     layers = list(layers) if layers else list(range(model.n_layers))
     tokens = model.to_tokens(text)
     sites = [hook_name("mlp_post", model.check_layer(l)) for l in layers]
@@ -281,7 +303,8 @@ def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | No
         index = pd.MultiIndex.from_product([layers, range(model.d_mlp)], names=["layer", "neuron"])
         scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32,
                              device=flat.device)
-    top = (flat / scale.clamp(min=1e-6) if scale is not None else flat).topk(k, dim=1)
+    strength = flat.abs() if model.is_glu else flat
+    top = (strength / scale.clamp(min=1e-6) if scale is not None else strength).topk(k, dim=1)
     rows = []
     for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):
         for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):

@@ -60,8 +60,11 @@ class DecodingConfig(Config):
 def side_vectors(model, layer: int, side: str, fold_norm: bool) -> Float[Tensor, "d_mlp d_model"]:
     """The per-neuron vectors of one side, as rows (norm weight folded if asked)."""
     w = model.weights
-    if side == "out":
-        return w.W_out[layer].T
+    if side == "out":  # what the neuron writes into the residual (through a post-norm's gain, Gemma/OLMo 2)
+        out = (w.W_write(layer) if fold_norm else w.W_out[layer]).T
+        if fold_norm and w.final_norm.kind == "layer":  # LayerNorm centres what it reads
+            out = out - out.mean(1, keepdim=True)
+        return out
     vectors = w.W_in[layer] if side == "up" else w.W_gate[layer]
     norm_w = w.mlp_norm_w[layer]
     return vectors * norm_w if fold_norm and norm_w is not None else vectors
@@ -144,10 +147,10 @@ def decode_block(vectors: Float[Tensor, "neuron d_model"], basis: Float[Tensor, 
 def _long_rows(layer: int, side: str, sign: str, scores: Tensor, ids: Tensor) -> dict[str, np.ndarray]:
     n, k = scores.shape
     return {
-        "layer": np.full(n * k, layer, dtype=np.int16),
-        "neuron": np.repeat(np.arange(n, dtype=np.int16), k),
+        "layer": np.full(n * k, layer, dtype=np.int32),
+        "neuron": np.repeat(np.arange(n, dtype=np.int32), k),
         "side": np.full(n * k, side + sign, dtype=object),
-        "rank": np.tile(np.arange(k, dtype=np.int16), n),
+        "rank": np.tile(np.arange(k, dtype=np.int32), n),
         "token_id": ids.flatten().cpu().numpy().astype(np.int32),
         "score": scores.flatten().float().cpu().numpy(),
     }
@@ -205,8 +208,8 @@ def run(model, config: DecodingConfig) -> Result:
     bases = {side: side_basis(model, side, config.fold_norm).float() for side in sides}  # once, not per layer
     progress = bar(total=len(layers) * len(sides), desc="decoding neurons", unit="layer-side")
     for layer in layers:
-        summary["layer"].append(np.full(model.d_mlp, layer, dtype=np.int16))
-        summary["neuron"].append(np.arange(model.d_mlp, dtype=np.int16))
+        summary["layer"].append(np.full(model.d_mlp, layer, dtype=np.int32))
+        summary["neuron"].append(np.arange(model.d_mlp, dtype=np.int32))
         for side in sides:
             vectors = side_vectors(model, layer, side, config.fold_norm).float()
             top_s, top_i, bot_s, bot_i = decode_block(

@@ -12,13 +12,14 @@ It is the quick first analysis: one forward pass, any model.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
 from interp.analyses.base import register
-from interp.metrics import final_scale, neuron_dla, unembed_dirs
+from interp.metrics import direct_logit, final_scale, neuron_dla, post_scale, unembed_dirs
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing.hooks import record
@@ -37,7 +38,8 @@ class TopNeuronsConfig(Config):
 def run(model, config: TopNeuronsConfig) -> Result:
     """Direct logit attribution of every neuron at the last position of one prompt."""
     tokens = model.to_tokens(config.prompt)
-    sites = [hook_name("mlp_post", l) for l in range(model.n_layers)] + [hook_name("final_in")]
+    sites = [hook_name(s, l) for l in range(model.n_layers) for s in ("mlp_post", "mlp_raw_out", "mlp_out")]
+    sites.append(hook_name("final_in"))
     with record(model, sites) as acts:
         logits = model(tokens)[0, -1]
     probs = logits.float().softmax(-1)
@@ -45,9 +47,19 @@ def run(model, config: TopNeuronsConfig) -> Result:
     scale = final_scale(model, acts[hook_name("final_in")][0, -1])
     dirs = unembed_dirs(model, torch.tensor([target], device=model.device))
     per_layer = torch.stack([
-        neuron_dla(model, l, acts[hook_name("mlp_post", l)][0, -1], scale, dirs)[:, 0]
+        neuron_dla(model, l, acts[hook_name("mlp_post", l)][0, -1], scale, dirs,
+                   post_scale(model, l, acts[hook_name("mlp_raw_out", l)][0, -1]))[:, 0]
         for l in range(model.n_layers)
     ])  # [layer, d_mlp]
+    # run-time check: the neurons (plus b_out where it is added as it is) sum to each MLP's own DLA
+    whole = sum(float(direct_logit(model, acts[hook_name("mlp_out", l)][0, -1], scale, dirs)[0])
+                for l in range(model.n_layers))
+    bias = sum(float(direct_logit(model, model.weights.b_out[l], scale, dirs)[0]) for l in range(model.n_layers)
+               if model.weights.b_out[l] is not None and model.weights.mlp_post_norm[l] is None)
+    residual = float(per_layer.sum()) + bias - whole
+    if abs(residual) > 1e-3 * (1 + abs(whole)):
+        warnings.warn(f"the neurons' DLA misses the MLPs' by {residual:.3g} on {model.spec}: the per-neuron "
+                      "decomposition is not exact for this architecture", stacklevel=2)
     act_last = torch.stack([acts[hook_name("mlp_post", l)][0, -1] for l in range(model.n_layers)])
     layer_idx, neuron_idx = torch.meshgrid(torch.arange(model.n_layers), torch.arange(model.d_mlp), indexing="ij")
     table = pd.DataFrame({
@@ -74,5 +86,6 @@ def run(model, config: TopNeuronsConfig) -> Result:
             # signed contributions cancel, so the share is of the absolute direct effect
             "top_k_abs_share": float(top.dla.abs().sum() / table.dla.abs().sum()),
             "prompt_tokens": model.to_str_tokens(config.prompt),
+            "dla_residual": residual,  # sum of neuron DLAs + b_out - the MLPs' DLA (0 up to float error)
         },
     )

@@ -120,7 +120,7 @@ def prepare(model, pairs: list[Pair]) -> Batch:
                 f"pair {i}: clean and corrupt prompts tokenize to different lengths ({len(clean)} vs "
                 f"{len(corrupt)}): {model.to_str_tokens(p.clean)} vs {model.to_str_tokens(p.corrupt)}. "
                 "Patching aligns positions one to one; reword the corrupt prompt so its tokens line up")
-    ids = [(model.token_id(p.answer), model.token_id(p.wrong)) for p in pairs]
+    ids = [(model.answer_token(p.clean, p.answer), model.answer_token(p.clean, p.wrong)) for p in pairs]
     clean, corrupt = model.batch([p.clean for p in pairs]), model.batch([p.corrupt for p in pairs])
     dev = model.device
     return Batch(clean.tokens, corrupt.tokens, clean.lengths,

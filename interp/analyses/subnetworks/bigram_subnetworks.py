@@ -41,7 +41,7 @@ from interp.progress import bar
 from interp.result import Config, Result, option, provenance
 from interp.storage.cache import Entry, load_tensors, save_tensors
 from interp.tracing import record
-from interp.tracing.masks import BLOCK_WEIGHT, Masks, masked
+from interp.tracing.masks import Masks, masked
 
 MIN_TOKENS = 2000
 
@@ -137,11 +137,12 @@ def train_mask(model, masks: Masks, train: Tensor, target_fn, config: BigramConf
     return log
 
 
-def layout(hard: dict[str, Tensor]) -> pd.DataFrame:
+def layout(model, hard: dict[str, Tensor]) -> pd.DataFrame:
+    where = {b.name: b for b in model.block_params}
     rows = []
     for name, keep in hard.items():
-        m = BLOCK_WEIGHT.search(name)
-        rows.append({"layer": int(m.group(1)), "block": m.group(2), "matrix": m.group(3), "kept": int(keep.sum()),
+        b = where[name]
+        rows.append({"layer": b.layer, "block": b.part, "matrix": b.matrix, "kept": int(keep.sum()),
                      "size": keep.numel(), "fraction": float(keep.float().mean())})
     return pd.DataFrame(rows)
 
@@ -240,7 +241,7 @@ def run(model, config: BigramConfig) -> Result:
                        "pruning_fraction": prune_fraction,
                        "random_expectation_inside": prune_fraction}
         n_params = masks.n_params()
-    where = layout(hard)
+    where = layout(model, hard)
     by_layer = where.groupby("layer").kept.sum()
     first_mlp = where[(where.layer == 0) & (where.block == "mlp")].kept.sum()
     sc = scores.groupby("model")[["bigram_ce", "bigram_kl", "lm_loss"]].mean()

@@ -45,6 +45,11 @@ CASES = [
     (["info", "-m", "{tmp}/no_config"], "has no config.json"),
     (["info", "-m", "{tmp}/pickles"], "only pickle weights (pytorch_model.bin)"),
     (["info", "-m", "{tmp}/missing.gguf"], "GGUF file"),
+    (["info", "-m", "{tmp}/not_gguf.gguf"], "cannot load GGUF file"),
+    (["info", "-m", "{tmp}/truncated.gguf"], "cannot load GGUF file"),
+    (["info", "-m", "some-org/not-downloaded-model"], "not in the local Hugging Face cache and HF_HUB_OFFLINE"),
+    (["info", "-m", "{tmp}/no_weights"], "has no safetensors weights"),
+    (["info", "-m", "{tmp}/ctrl_model"], "TransformerLens cannot bridge"),
     (["info", "-m", "./no/such/dir"], "'./no/such/dir' does not exist"),
     (["info", "-m", "{tmp}/notes.txt"], "is a file, not a model directory"),
     (["info", "-m", "{tmp}/nan_model"], "hold NaN or inf"),
@@ -149,6 +154,17 @@ def files(tmp_path_factory):
     (tmp / "pickles").mkdir()
     (tmp / "pickles" / "config.json").write_text("{}")
     (tmp / "pickles" / "pytorch_model.bin").write_bytes(b"")
+    (tmp / "not_gguf.gguf").write_text("this is not a GGUF file")
+    (tmp / "truncated.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 20)  # the magic, then nothing
+    (tmp / "no_weights").mkdir()
+    (tmp / "no_weights" / "config.json").write_text("{}")
+    from transformers import CTRLConfig, CTRLLMHeadModel
+
+    from interp.models.tiny import byte_tokenizer
+
+    ctrl = CTRLLMHeadModel(CTRLConfig(vocab_size=259, n_embd=32, n_layer=1, n_head=2, dff=64, n_positions=64))
+    ctrl.save_pretrained(tmp / "ctrl_model")
+    byte_tokenizer().save_pretrained(tmp / "ctrl_model")
     from interp.models import load_model
 
     model = load_model("tiny-llama")

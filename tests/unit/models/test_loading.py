@@ -9,7 +9,7 @@ from interp.models import load_model
 
 
 def test_unknown_spec_lists_the_choices():
-    with pytest.raises(InterpError, match="smollm2-135m, tiny-gpt2, tiny-llama"):
+    with pytest.raises(InterpError, match="smollm2-135m, gemma3-270m, tiny-gpt2, tiny-llama"):
         load_model("no-such-model-xyz")
 
 

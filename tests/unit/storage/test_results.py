@@ -69,3 +69,40 @@ def test_list_runs_and_sql(tmp_path, monkeypatch):
 def test_load_refuses_a_non_run(tmp_path):
     with pytest.raises(InterpError, match="not a stored run"):
         load_result(tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["meta-llama/Llama-3.1-8B", "/home/me/models/edited run (v2)/",
+                                  "C:\\models\\odd:name", "../../escape/../x"])
+def test_run_ids_are_one_safe_path_component(spec, tmp_path, monkeypatch):
+    """Any spec (a hub id, a path, an edit directory) gives a run id that is one path component, so the
+    run lands at runs/<analysis>/<id>/ where the store lists it."""
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path / "runs"))
+    r = _result()
+    r = Result(analysis=r.analysis, config=r.config, provenance={**r.provenance, "model": spec}, tables=r.tables)
+    assert "/" not in r.run_id and "\\" not in r.run_id and ".." not in r.run_id and ":" not in r.run_id
+    path = save_result(r)
+    assert path.parent == tmp_path / "runs" / "demo"
+    runs = list_runs("demo", tmp_path / "runs")
+    assert list(runs.model) == [spec] and list(runs.path) == [str(path)]
+
+
+def test_specs_that_share_a_slug_get_different_ids():
+    r = _result()
+    a = Result(analysis="demo", config=r.config, provenance={**r.provenance, "model": "/a/" + "m" * 60})
+    b = Result(analysis="demo", config=r.config, provenance={**r.provenance, "model": "/b/" + "m" * 60})
+    assert a.run_id != b.run_id
+
+
+def test_a_directory_spec_is_listed_and_reused(tmp_path, monkeypatch, tiny_llama):
+    """A model saved to a directory and loaded by its path: its run is listed and cached_run finds it."""
+    import interp
+    from interp.models import load_model
+
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path / "runs"))
+    tiny_llama.save_pretrained(tmp_path / "my model")
+    model = load_model(str(tmp_path / "my model"))
+    first = interp.run("lm_head_decoding", model, layers=(0,), top_k=3)
+    runs = list_runs("lm_head_decoding", tmp_path / "runs")
+    assert list(runs.model) == [str(tmp_path / "my model")] and list(runs.path) == [str(first.path)]
+    again = interp.cached_run("lm_head_decoding", model, layers=(0,), top_k=3)
+    assert again.path == first.path

@@ -54,6 +54,14 @@ def test_atlas_equals_brute_force(tiny, corpus):
     torch.testing.assert_close(torch.tensor(neurons["var"].values), dense.double().var(1, unbiased=False).flatten(),
                                rtol=1e-6, atol=1e-12)
     torch.testing.assert_close(torch.tensor(neurons["frac_positive"].values), (dense > 0).double().mean(1).flatten())
+    # density: |activation| >= a tenth of the peak, at the histogram's resolution (the crossing bin, at most
+    # 1.25x wide, left out)
+    tau = 0.1 * dense.abs().amax(1, keepdim=True)
+    density = torch.tensor(neurons["density"].values).view(tiny.n_layers, tiny.d_mlp)
+    upper, lower = (dense.abs() >= tau).double().mean(1), (dense.abs() >= tau * 1.25).double().mean(1)
+    assert bool((density <= upper.float() + 1e-6).all() and (density >= lower.float() - 1e-6).all())
+    assert float((upper - lower).abs().max()) < 0.5 and bool((density < upper.float() - 1e-6).any() or
+                                                                torch.equal(upper, lower))
     hist = torch.stack([torch.stack([torch.bincount(hist_bins(dense[l, :, n]), minlength=N_BINS)
                                      for n in range(tiny.d_mlp)]) for l in range(tiny.n_layers)])
     assert torch.equal(result.tensors["hist"].long(), hist)
@@ -131,15 +139,17 @@ def test_bad_corpora_and_workers(tiny_llama, tmp_path):
 
 
 def test_active_on_text(tiny_llama, corpus):
+    """GLU neurons rank by |activation| (their sign is arbitrary); the signed ranking would differ."""
     table = active_on_text(tiny_llama, "abc", k=3)
     assert len(table) == 9 and list(table.token[:3]) == ["a"] * 3
-    assert table.groupby("pos").activation.apply(lambda s: s.is_monotonic_decreasing).all()
+    assert table.groupby("pos").activation.apply(lambda s: s.abs().is_monotonic_decreasing).all()
+    assert (table.activation < 0).any()  # negative activations rank too
     atlas = interp.run("neuron_atlas", tiny_llama, _config(corpus), save=False)
     rel = active_on_text(tiny_llama, "abc", k=3, atlas=atlas)
     stats = atlas.table("neurons").set_index(["layer", "neuron"])
     for row in rel.itertuples():
         peak = max(abs(stats.loc[(row.layer, row.neuron), "max"]), abs(stats.loc[(row.layer, row.neuron), "min"]))
-        assert row.relative == pytest.approx(row.activation / peak, rel=1e-5)
+        assert row.relative == pytest.approx(abs(row.activation) / peak, rel=1e-5)
     assert rel.groupby("pos").relative.apply(lambda s: s.is_monotonic_decreasing).all()
 
 
