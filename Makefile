@@ -23,12 +23,16 @@ install: $(STAMP)
 
 # Builds (the first time) or loads the LM-head decoding and the neuron atlas of the
 # embedded model, then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
+# `make run MODEL=gemma3-270m` opens the dashboard on the second embedded model (its decoding takes about
+# 15 minutes on 2 cores the first time); the sidebar's model picker switches model in a running dashboard.
 PORT ?= 8501
+MODEL ?= smollm2-135m
 run: install
 	mkdir -p runs && cp -rn data/results/. runs/   # the committed Results (patching, ...), never overwriting yours
-	$(VENV)/bin/interp decode --model smollm2-135m
-	$(VENV)/bin/interp atlas --model smollm2-135m --corpus sampled:4096+stdlib-docs --tokens 16384
-	$(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
+	$(VENV)/bin/interp decode --model $(MODEL)
+	$(VENV)/bin/interp atlas --model $(MODEL) --corpus sampled:4096+stdlib-docs --tokens 16384
+	INTERP_MODEL=$(MODEL) $(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 \
+		--server.port $(PORT) --server.headless true
 
 # Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.
 test: install

@@ -28,6 +28,14 @@ def info(model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: 
         typer.echo(f"  MLP: {'GLU' if d['is_glu'] else 'plain'} ({d['act_fn']}), final norm: {d['final_norm']}, "
                    f"{d['n_neurons']:,} neurons, {d['n_params']:,} parameters, {d['device']} {d['dtype']}")
         typer.echo(f"  neuron activation: {d['neuron']}")
+        quirks = [q for q, on in (("norms scale by 1 + w", d["norm_offset"]),
+                                  ("MLP and attention outputs are normed before they join the residual",
+                                   d["post_norms"]),
+                                  (f"logits softcapped at {d['logit_softcap']} (DLA decomposes the pre-cap logit)",
+                                   d["logit_softcap"]),
+                                  ("prompts start with BOS", d["prepends_bos"])) if on]
+        if quirks:
+            typer.echo("  architecture: " + "; ".join(quirks))
         typer.echo("  hook names: " + ", ".join(f"{k}={v}" for k, v in SITES.items()))
 
     emit(data, as_json, human)

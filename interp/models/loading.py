@@ -364,7 +364,20 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
     if _offline():
         raise InterpError(f"{spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
                           f"where there is network (`hf download {spec}`), or give the path of a local copy")
+    _probe_hub(spec)
     return _from_pretrained(spec, trust_remote_code, device_map, dtype, local_only=False)
+
+
+def _probe_hub(spec: str) -> None:
+    """One metadata request through huggingface_hub (its proxies, endpoint and token) before the download,
+    so a missing network, a misspelt id or a gated repository is named at once, not after a minute of
+    the downloader's retries."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(spec, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - named in the user's terms
+        raise InterpError(load_error(spec, exc)) from None
 
 
 def _from_pretrained(spec: str, trust_remote_code: bool, device_map, dtype, local_only: bool):
@@ -401,8 +414,8 @@ def load_error(spec: str, exc: BaseException) -> str:
         return f"{spec!r} is gated on the hub: accept its licence there and log in (`hf auth login`)"
     if name in ("RepositoryNotFoundError",) or "is not a local folder and is not a valid model identifier" in low:
         return f"{spec!r} is neither a local directory nor a model on the Hugging Face hub (misspelt?)"
-    if name in ("LocalEntryNotFoundError", "ConnectionError", "ConnectTimeout", "ReadTimeout") or \
-            "connect" in low or "offline" in low:
+    if name in ("LocalEntryNotFoundError", "ConnectionError", "ConnectTimeout", "ReadTimeout", "ConnectError") or \
+            "connect" in low or "offline" in low or "name or service not known" in low:
         return (f"{spec!r} needs the network (it is not in the local Hugging Face cache) and the hub cannot be "
                 "reached: download it where there is network, or give the path of a local copy")
     if "does not recognize this architecture" in low or "model type" in low and "not" in low:

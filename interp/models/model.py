@@ -112,9 +112,11 @@ class Model:
     def d_model(self) -> int:
         return int(self.cfg.d_model)
 
-    @property
+    @cached_property
     def d_mlp(self) -> int:
-        return int(self.cfg.d_mlp)
+        """Neurons per layer, read from ``W_out`` (the bridge's config says 4 * d_model for OPT, whose
+        ``ffn_dim`` can differ)."""
+        return int(self.weights.W_out[0].shape[1])
 
     @property
     def d_vocab(self) -> int:
@@ -159,6 +161,10 @@ class Model:
             "is_glu": self.is_glu,
             "act_fn": self.weights.act_name,
             "final_norm": self.weights.final_norm.kind,
+            "norm_offset": bool(getattr(self.bridge.ln_final, "uses_weight_offset", False)),  # Gemma's 1 + w
+            "post_norms": self.weights.mlp_post_norm[0] is not None,  # MLP output normed before it is added
+            "logit_softcap": self.weights.logit_softcap,
+            "prepends_bos": self.prepends_bos,
             "n_neurons": self.n_neurons,
             "n_params": sum(p.numel() for p in self.hf_model.parameters()),
             "device": str(self.device),

@@ -62,16 +62,16 @@ def test_explorer_token_search_and_bad_inputs(app):
 
 def test_explorer_clamp_box(app):
     app.switch_page("views/neuron_explorer.py").run()
-    app.text_area[0].set_value("hello")
-    app.text_input[-1].set_value("nan")
-    app.button[-1].click().run()
+    app.main.text_area[0].set_value("hello")
+    app.main.text_input[-1].set_value("nan")
+    app.main.button[-1].click().run()
     assert any("finite" in e.value for e in app.error)
-    app.text_area[0].set_value("   ")
-    app.text_input[-1].set_value("3")
-    app.button[-1].click().run()
+    app.main.text_area[0].set_value("   ")
+    app.main.text_input[-1].set_value("3")
+    app.main.button[-1].click().run()
     assert any("prompt is empty" in e.value for e in app.error)
-    app.text_area[0].set_value("hello")
-    app.button[-1].click().run()
+    app.main.text_area[0].set_value("hello")
+    app.main.button[-1].click().run()
     assert not app.error and not app.exception
     assert any("Clamped" in m.value for m in app.markdown)
 
@@ -106,7 +106,7 @@ def test_patching_page_compares_methods_and_lists_neurons(app, tmp_path):
     assert any("Faithfulness" in s.value for s in app.subheader)
     shown = app.dataframe[0].value
     assert set(shown.method) == {"attribution", "relp"} and set(shown.component) == {"resid", "mlp_out", "heads"}
-    app.button[-1].click().run()  # score the last layer's neurons with RelP (a background job)
+    app.main.button[-1].click().run()  # score the last layer's neurons with RelP (a background job)
     finish_jobs(app)
     assert not app.exception and not app.error
     assert any("neuron_explorer?neuron=1." in m.value for m in app.markdown)
@@ -115,7 +115,7 @@ def test_patching_page_compares_methods_and_lists_neurons(app, tmp_path):
 def test_patching_page_reports_bad_dataset(app):
     app.switch_page("views/patching.py").run()
     assert any("No patching runs" in i.value for i in app.info)
-    app.button[0].click().run()  # the form's Run: ioi is not possible with a byte tokenizer
+    app.main.button[0].click().run()  # the form's Run: ioi is not possible with a byte tokenizer
     finish_jobs(app)
     assert any("too few IOI words" in e.value for e in app.error)
 
@@ -181,5 +181,18 @@ def test_bigram_page(app):
     app.switch_page("views/bigram_subnetwork.py").run()
     assert not app.exception and not app.error
     assert any("corpus bigram" in md.value for md in app.markdown)
-    app.text_input[0].set_value("ab").run()
+    app.main.text_input[0].set_value("ab").run()
     assert any("not a single token" in e.value for e in app.error)
+
+
+def test_the_model_picker_switches_model_and_names_a_bad_spec(app):
+    """The sidebar lists the embedded models and takes any spec; the choice is the session's and in the URL."""
+    picker = next(s for s in app.sidebar.selectbox if s.label == "Model")
+    assert list(picker.options)[:2] == ["smollm2-135m", "gemma3-270m"] and picker.value == "another model…"
+    app.sidebar.text_input[0].set_value("tiny-gpt2").run()
+    assert not app.exception
+    assert any("Model: `tiny-gpt2`" in c.value for c in app.caption)
+    assert app.query_params.get("model") in ("tiny-gpt2", ["tiny-gpt2"])
+    app.sidebar.text_input[0].set_value("no-such-model").run()
+    assert any("unknown model spec 'no-such-model'" in e.value for e in app.error)
+    assert not app.exception

@@ -44,7 +44,7 @@ def test_a_mask_preview_does_not_leak_into_another_sessions_decomposition(env):
     def preview():
         try:
             for token in "abcdefgh":  # each token a fresh preview: the mask goes on and off the private model
-                bigram.text_input[0].set_value(token).run()
+                bigram.main.text_input[0].set_value(token).run()
                 assert not bigram.exception and any("corpus bigram" in m.value for m in bigram.markdown)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)

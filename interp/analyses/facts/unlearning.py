@@ -49,6 +49,7 @@ from interp.result import Config, Result, option, provenance
 
 @dataclass(frozen=True)
 class UnlearnConfig(Config):
+    VERSION = 2  # 2: retain accuracy over the retain facts the model knows; noise scaled as the model embeds
     forget: str = option("builtin:forget", "facts or SemEval-2025 Task 4 JSONL to forget")
     retain: str = option("builtin:retain", "facts or SemEval JSONL to keep")
     layers: tuple[int, ...] = option((), "MLP layers to train, e.g. 0-3 (default: from causal tracing)", min=0)
@@ -222,6 +223,13 @@ def run(model, config: UnlearnConfig) -> Result:
     forget = [it for it, ok in zip(forget, known) if ok]
     if not forget:
         raise InterpError(f"the model already gets all {len(unknown)} forget facts wrong: nothing to forget")
+    # a fact the model never knew cannot be kept: retain accuracy is measured on the ones it knows
+    kept_known = evaluate(model, retain)["correct"]
+    retain_unknown = sum(1 for ok in kept_known if not ok)
+    retain = [it for it, ok in zip(retain, kept_known) if ok]
+    if not retain:
+        raise InterpError("the model gets every retain fact wrong already: there is nothing to keep; "
+                          "give a retain set it answers (--retain)")
     para = paraphrase(forget)
     windows = window_tensor(model, config.corpus, config.seq_len, config.corpus_tokens).to(model.device)
     layers, why = choose_layers(model, forget, config)
@@ -256,7 +264,8 @@ def run(model, config: UnlearnConfig) -> Result:
     c = summary.set_index("run")
     metrics = {"before": {k: float(v) for k, v in before.items()}, "layers": layers, "layers_from": why,
                "n_forget": len(forget), "n_retain": len(retain),
-               "forget_unknown_skipped": len(unknown), "n_paraphrases": len(para)}
+               "forget_unknown_skipped": len(unknown), "retain_unknown_skipped": retain_unknown,
+               "n_paraphrases": len(para)}
     for variant, _ in variants:
         metrics[variant] = {
             "forget_acc": float(c.loc[variant, "forget_acc"]),
@@ -266,6 +275,9 @@ def run(model, config: UnlearnConfig) -> Result:
             "seconds": float(c.loc[variant, "seconds"]), "edit": c.loc[variant, "edit"]}
     notes = [f"{len(unknown)} forget fact(s) the model already got wrong were skipped (nothing to forget)."
              ] if unknown else []
+    if retain_unknown:
+        notes.append(f"{retain_unknown} retain fact(s) the model already got wrong were left out (nothing to keep); "
+                     f"retain accuracy is over the {len(retain)} it answers.")
     con = metrics["constrained"]
     notes.append(f"Constrained (MLPs of layers {layers}, from {why}): forget acc {before['forget_acc']:.2f} → "
                  f"{con['forget_acc']:.2f}, retain kept {con['retain_kept']:.0%}, perplexity "

@@ -241,7 +241,8 @@ def density(hist, top, bottom, n: int):
     """The share of positions where a neuron's |activation| is at least ``DENSITY_FRACTION`` of its
     peak |activation|, from the histogram: the bins wholly beyond the threshold on either side (so at
     the histogram's resolution: 4 bins an octave, each at most 1.25x wide; the crossing bin is left
-    out). Unlike the share of positive values (about half for any signed GLU neuron) it says how often the neuron fires."""
+    out). Unlike the share of positive values (about half for any signed GLU neuron) it says how often
+    the neuron fires."""
     edges = HIST_EDGES.double()
     inf = torch.tensor([float("inf")], dtype=torch.float64)
     lo, hi = torch.cat([-inf, edges]), torch.cat([edges, inf])

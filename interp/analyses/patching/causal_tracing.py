@@ -43,6 +43,7 @@ KINDS = {"resid": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
 
 @dataclass(frozen=True)
 class TraceConfig(Config):
+    VERSION = 2  # 2: the noise is scaled to the embeddings the model uses (Gemma's sqrt(d_model))
     facts: str = option("builtin:capitals", "a facts JSONL or builtin:NAME", flags=("-f",))
     n: int = option(10, "facts the model knows to trace (0: all)", min=0)
     kinds: tuple[str, ...] = option(("resid", "mlp", "attn"), "any of resid, mlp, attn", flags=("--kind",),
@@ -63,7 +64,15 @@ def window_size(model, window: int) -> int:
 
 
 def embed_std(model) -> float:
-    return float(model.weights.W_E.float().std())
+    """The standard deviation of the embeddings as they enter the residual stream: the embedding
+    matrix's, times any scale the embedding applies in its forward (Gemma multiplies by sqrt(d_model);
+    measured on a few tokens, exactly 1.0 elsewhere). Noise drawn at the raw matrix's scale would be
+    25x too weak for Gemma 3 and leave the subject readable."""
+    ids = torch.arange(min(256, model.d_vocab), device=model.device)
+    with torch.no_grad():
+        used = model.bridge.embed(ids[None])[0].float()
+    raw = model.weights.W_E[ids].float()
+    return float(model.weights.W_E.float().std()) * float(used.norm() / raw.norm())
 
 
 def _window(layer: int, size: int, n_layers: int) -> list[int]:

@@ -105,17 +105,23 @@ def test_an_interrupt_exits_130_and_says_what_was_saved(tmp_path):
            "PYTHONPATH": str(ROOT)}
     atlas = ["atlas", "-m", "tiny-llama", "--tokens", "4096", "--seq-len", "32", "--batch-size", "1"]
     ckpts = tmp_path / "runs" / "neuron_atlas" / ".checkpoints"
+    t0 = time.time()
     code, err = _interrupt([*atlas, "--checkpoint-every", "2"], env, lambda: ckpts.exists() and any(ckpts.iterdir()))
+    to_batches = time.time() - t0  # how long this machine takes to get two batches in
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 130 and len(errors) == 1, err[-2000:]
     assert "a checkpoint is saved at" in errors[0] and "resume" in errors[0]
     assert "Traceback" not in err
-    t0 = time.time()  # no checkpoints: interrupt a few batches in (the whole run takes about 40 s)
-    code, err = _interrupt([*atlas, "--checkpoint-every", "0", "--seed", "1"], env, lambda: time.time() > t0 + 6)
+    # no checkpoints: interrupt a few batches in, timed by the first run (a fixed delay raced the imports on a
+    # loaded machine; the whole run takes about 40 s)
+    env2 = {**env, "INTERP_RUNS": str(tmp_path / "runs2")}
+    started = tmp_path / "runs2" / "neuron_atlas"
+    t0 = time.time()
+    code, err = _interrupt([*atlas, "--checkpoint-every", "0", "--seed", "1"], env2,
+                           lambda: time.time() > t0 + to_batches)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 130 and errors == ["error: interrupted; nothing was saved (no Result, no checkpoint)"]
-    assert not (tmp_path / "runs" / "neuron_atlas").exists() or not [
-        p for p in (tmp_path / "runs" / "neuron_atlas").iterdir() if not p.name.startswith(".")]
+    assert code == 130 and errors == ["error: interrupted; nothing was saved (no Result, no checkpoint)"], err[-2000:]
+    assert not started.exists() or not [p for p in started.iterdir() if not p.name.startswith(".")]
 
 
 def test_patch_compare_refuses_runs_on_different_pairs(capsys, monkeypatch, tmp_path, tiny_llama):

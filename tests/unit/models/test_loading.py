@@ -106,3 +106,29 @@ def test_weight_layouts(tiny_gpt2, tiny_llama):
     assert torch.equal(tiny_gpt2.weights.W_in[0], c_fc.weight.T)
     with pytest.raises(InterpError, match="layer 5 is out of range"):
         tiny_gpt2.weights.W_out[5]
+
+
+@pytest.mark.parametrize("error, message", [
+    (OSError("[Errno -2] Name or service not known"), "needs the network"),
+    (type("RepositoryNotFoundError", (Exception,), {})("404 Client Error"), "neither a local directory nor a model"),
+    (type("GatedRepoError", (Exception,), {})("403 gated"), "is gated on the hub"),
+])
+def test_hub_failures_are_named_at_once(monkeypatch, error, message):
+    """With the network allowed, one metadata request names the problem before any download retries."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def fail(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", fail)
+    with pytest.raises(InterpError, match=message) as err:
+        load_model("some-org/not-downloaded")
+    assert "\n" not in str(err.value)
+
+
+def test_offline_hub_id_says_how_to_get_it():
+    with pytest.raises(InterpError, match="HF_HUB_OFFLINE is set: download it where there is network"):
+        load_model("some-org/not-downloaded")

@@ -211,3 +211,13 @@ def test_an_architecture_without_a_bridge_is_named():
     with pytest.raises(InterpError, match=r"cannot bridge 'odd' \(architecture CTRLLMHeadModel\)") as err:
         Model.wrap("odd", "odd", CTRLLMHeadModel(config), byte_tokenizer())
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_tracing_noise_matches_the_embeddings_the_model_uses(zoo):
+    """Causal tracing's noise scale is the std of the embeddings as they enter the residual stream
+    (Gemma scales them by sqrt(d_model) in its forward), not of the raw matrix."""
+    from interp.analyses.patching.causal_tracing import embed_std
+
+    _, acts, _ = _acts(zoo, [hook_name("embed")], "Some text to embed, with many different bytes: 0123456789.")
+    used = float(acts[hook_name("embed")].float().std())
+    assert embed_std(zoo) == pytest.approx(used, rel=0.35)
