@@ -12,8 +12,10 @@ def _patch(r) -> None:
     typer.echo(f"{m['method']} patching ({m['direction']}, {m['metric']}) of {m['n_pairs']} pairs "
                f"in {m['seconds']:.1f} s; stored at {r.path}")
     for component, df in r.table("scores").groupby("component", sort=False):
-        top = df.groupby(["layer", "unit"]).score.mean().abs().nlargest(3)
-        unit = "pos from end" if component in ("resid", "attn_out", "mlp_out") else "unit"
+        positional = component in ("resid", "attn_out", "mlp_out")
+        # positions line up from the end: pairs of different lengths share their last tokens, not their first
+        top = df.groupby(["layer", "pos_from_end" if positional else "unit"]).score.mean().abs().nlargest(3)
+        unit = "pos from end" if positional else "unit"
         best = ", ".join(f"L{l} {unit} {u}" for l, u in top.index)
         typer.echo(f"  {component:<9} top by mean |score|: {best}")
 

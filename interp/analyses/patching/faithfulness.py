@@ -72,7 +72,9 @@ def compare(result_a, result_b, k: int = 10, force: bool = False) -> pd.DataFram
     forced = "; ".join(differences(result_a, result_b)) if force else ""
     rows = []
     for component, df in both.groupby("component", sort=False):
-        means = df.groupby(["layer", "unit"])[["score_a", "score_b"]].mean()
+        # mean over pairs per (layer, unit); positions line up from the end (pairs differ in length)
+        where = "pos_from_end" if (df.pos_from_end >= 0).all() else "unit"
+        means = df.groupby(["layer", where])[["score_a", "score_b"]].mean()
         kk = min(k, len(means))
         top_a = set(means.score_a.abs().nlargest(kk).index)
         top_b = set(means.score_b.abs().nlargest(kk).index)
