@@ -74,6 +74,9 @@ def load_model(
     device = device or os.environ.get("INTERP_DEVICE") or "cpu"
     dtype = resolve_dtype(dtype or os.environ.get("INTERP_DTYPE") or torch.float32)
     _check_device(device)
+    local = Path(str(spec)).expanduser()
+    if spec not in BUILTIN and (local.is_dir() or (local.is_file() and local.suffix == ".gguf")):
+        spec = str(local.resolve())  # one spelling per model, so its runs are found from any working directory
     if (Path(spec) / EDIT_FILE).is_file():
         return _load_edit(Path(spec), device, dtype, trust_remote_code)
     known_hash = None
