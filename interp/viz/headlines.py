@@ -40,9 +40,9 @@ def _atlas(r: Result) -> dict[str, str]:
     n = r.table("neurons")
     peak = n[["max", "min"]].abs().max(axis=1)
     out = {"atlas: tokens · neurons": f"{r.metrics['tokens']:,} · {len(n):,}",
-           "atlas: median peak |activation|": f"{peak.median():.3g} (max {peak.max():.3g})"}
+           "atlas: median peak activation magnitude": f"{peak.median():.3g} (max {peak.max():.3g})"}
     if "density" in n:
-        out["atlas: median density (|act| ≥ 10% of peak)"] = f"{n.density.median():.1%}"
+        out["atlas: median density (magnitude ≥ 10% of peak)"] = f"{n.density.median():.1%}"
     out["atlas: median fraction positive"] = f"{n.frac_positive.median():.1%}"
     return out
 
@@ -107,9 +107,9 @@ def _unlearning(r: Result) -> dict[str, str]:
     for arm in ("constrained", "unconstrained"):
         if arm in m:
             a = m[arm]
-            layers = ", ".join(map(str, m["layers"])) if arm == "constrained" else "all blocks"
-            out[f"unlearning ({arm}: {layers}): forget acc · retain kept · ppl"] = (
-                f"{a['forget_acc']:.1f} · {a['retain_kept']:.0%} · {a['perplexity_change']:+.1%}")
+            where = f"MLPs {', '.join(map(str, m['layers']))}" if arm == "constrained" else "all blocks"
+            out[f"unlearning, {arm}: forget acc · retain kept · ppl (trained)"] = (
+                f"{a['forget_acc']:.1f} · {a['retain_kept']:.0%} · {a['perplexity_change']:+.1%} ({where})")
     return out
 
 
@@ -169,8 +169,12 @@ def from_store(roots, models=("smollm2-135m", "gemma3-270m")) -> dict[str, list[
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """A pipe table (no tabulate dependency)."""
+    """A pipe table (no tabulate dependency); a ``|`` inside a cell is escaped."""
     head = [table.index.name or "", *table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(table.index, table.values)]
+
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines += ["| " + " | ".join(map(cell, [i, *row])) + " |" for i, row in zip(table.index, table.values)]
     return "\n".join(lines)
