@@ -128,6 +128,11 @@ def _load_gguf(path: Path):
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except Exception as exc:
+        import struct
+
+        if isinstance(exc, (struct.error, EOFError)) or "buffer" in str(exc):
+            raise InterpError(f"GGUF file {str(path)!r} is truncated or damaged ({path.stat().st_size:,} bytes): "
+                              "download or assemble it again") from None
         raise InterpError(f"cannot load GGUF file {str(path)!r} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200]})") from None
     model.config.quantization_config = None

@@ -45,8 +45,8 @@ CASES = [
     (["info", "-m", "{tmp}/no_config"], "has no config.json"),
     (["info", "-m", "{tmp}/pickles"], "only pickle weights (pytorch_model.bin)"),
     (["info", "-m", "{tmp}/missing.gguf"], "GGUF file"),
-    (["info", "-m", "{tmp}/not_gguf.gguf"], "cannot load GGUF file"),
-    (["info", "-m", "{tmp}/truncated.gguf"], "cannot load GGUF file"),
+    (["info", "-m", "{tmp}/not_gguf.gguf"], "so it is not a GGUF file"),
+    (["info", "-m", "{tmp}/truncated.gguf"], "is truncated or damaged (8 bytes)"),
     (["info", "-m", "some-org/not-downloaded-model"], "not in the local Hugging Face cache and HF_HUB_OFFLINE"),
     (["info", "-m", "{tmp}/no_weights"], "has no safetensors weights"),
     (["info", "-m", "{tmp}/ctrl_model"], "TransformerLens cannot bridge"),
@@ -155,7 +155,7 @@ def files(tmp_path_factory):
     (tmp / "pickles" / "config.json").write_text("{}")
     (tmp / "pickles" / "pytorch_model.bin").write_bytes(b"")
     (tmp / "not_gguf.gguf").write_text("this is not a GGUF file")
-    (tmp / "truncated.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 20)  # the magic, then nothing
+    (tmp / "truncated.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")  # the magic and version, then nothing
     (tmp / "no_weights").mkdir()
     (tmp / "no_weights" / "config.json").write_text("{}")
     from transformers import CTRLConfig, CTRLLMHeadModel
