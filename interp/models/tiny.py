@@ -102,6 +102,6 @@ def build_tiny(kind: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTok
         torch.manual_seed(seed)
         model = cls(config)
         for name, p in model.named_parameters():
-            if "norm" in name and kind != "tiny-gpt2":  # GPT-2's LayerNorms stay as initialised (as before)
+            if "norm" in name:  # (GPT-2's are named ln_*: they stay as initialised, as before the zoo)
                 p.data.add_(0.1 * torch.randn_like(p))
     return model.eval(), tokenizer

@@ -39,7 +39,16 @@ from torch import Tensor
 from interp.analyses.base import register
 from interp.datasets.prompts import Fact, load_facts, subject_positions
 from interp.errors import InterpError
-from interp.metrics import direct_logit, final_scale, head_outputs, neuron_dla, post_scale, precap_logit, unembed_dirs
+from interp.metrics import (
+    direct_logit,
+    dla_tolerance,
+    final_scale,
+    head_outputs,
+    neuron_dla,
+    post_scale,
+    precap_logit,
+    unembed_dirs,
+)
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import Write, intervene, record
@@ -118,9 +127,6 @@ def _post_scales(model, acts: dict, i: int, last: int, part: str) -> Tensor:
         return torch.ones(model.n_layers, 1)
     return torch.stack([post_scale(model, l, acts[hook_name(f"{part}_raw_out", l)][i, last], part)
                         for l in range(model.n_layers)])
-
-
-DLA_TOLERANCE = 1e-3  # |sum of components - logit| above this (times 1 + |logit|) is warned about
 
 
 def decompose(model, facts_df: pd.DataFrame, config: FactualConfig) -> dict:
@@ -224,7 +230,7 @@ def decomposition_check(model, residuals: list[tuple[float, float]]) -> tuple[di
     """The run-time check of ``sum of components = logit``: the largest residual, the tolerance, and a
     sentence for the Result (a warning past the tolerance)."""
     worst = max((abs(r) for r, _ in residuals), default=0.0)
-    tol = DLA_TOLERANCE * (1 + max((abs(lg) for _, lg in residuals), default=0.0))
+    tol = dla_tolerance(max((abs(lg) for _, lg in residuals), default=0.0))
     of = "the logit before the final softcap" if model.weights.logit_softcap else "the answer's logit"
     text = (f"Decomposition check: the components sum to {of} within {worst:.2g} on every fact "
             f"(tolerance {tol:.2g}).")

@@ -57,6 +57,7 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 @dataclass(frozen=True)
 class AtlasConfig(Config):
+    VERSION = 2  # 2: the density column; windows start with BOS for models that need it
     corpus: str = option("stdlib-docs",
                          "a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +", flags=("-c",))
     n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"), min=1)

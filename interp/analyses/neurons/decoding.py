@@ -51,6 +51,7 @@ SIDES = ("out", "up", "gate")
 
 @dataclass(frozen=True)
 class DecodingConfig(Config):
+    VERSION = 2  # 2: the out side reads W_write (post-norm gains) and is centred under a final LayerNorm
     top_k: int = option(20, "tokens kept per neuron and side", flags=("-k",), min=1)
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     sides: tuple[str, ...] = option(SIDES, "out, up, gate", choices=SIDES, nonempty=True)
