@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
+import math
+from urllib.parse import quote
+
 import streamlit as st
 from state import show_error, workbench
 
 
+def neuron_input(key: str, where=st, help: str | None = None):
+    """A "layer.index" box (``key`` in the session state), checked against the model: the NeuronId, put
+    into the URL as ``?neuron=``; a bad neuron stops the page with a one-line message."""
+    text = where.text_input("Neuron (layer.index)", key=key, help=help)
+    try:
+        nid = workbench().check_neuron(text)
+    except Exception as exc:
+        show_error(exc)
+        st.stop()
+    st.query_params["neuron"] = str(nid)
+    return nid
+
+
+def clamp_value(text: str) -> float | None:
+    """The clamp value typed in, or None after a one-line message when it is not a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        st.error(f"clamp value must be a finite number, got {text!r}")
+        return None
+    return value
+
+
+def clamp_form(key: str, button: str, n_default: int = 16) -> tuple[str, float, int] | None:
+    """A prompt, a clamp value and a number of tokens to generate; (prompt, value, n) once submitted with
+    a finite value, else None (a bad value gets a one-line message)."""
+    with st.form(key):
+        c1, c2, c3 = st.columns([3, 1, 1])
+        prompt = c1.text_input("Prompt", value="Let me tell you about", key=f"{key}-prompt")
+        value_text = c2.text_input("Clamp value", value="20", help="the activation to hold the neuron at",
+                                   key=f"{key}-value")
+        n_new = c3.number_input("Tokens", 0, 40, n_default, help="greedy tokens to generate, clamp held")
+        submitted = st.form_submit_button(button)
+    value = clamp_value(value_text) if submitted else None
+    return None if value is None else (prompt, value, int(n_new))
+
+
+def card_url(layer: int, index: int) -> str:
+    """The neuron card's URL (relative), on this session's model."""
+    return f"./neuron?model={quote(workbench().spec, safe='')}&neuron={layer}.{index}"
+
+
 def neuron_link(layer: int, index: int) -> str:
-    return f"[{layer}.{index}](./neuron_explorer?neuron={layer}.{index})"
+    """A markdown link to the neuron's card."""
+    return f"[{layer}.{index}]({card_url(layer, index)})"
 
 
 def start_job(key: str, analysis: str, **options) -> None:

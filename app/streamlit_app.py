@@ -21,6 +21,7 @@ pages = {
         st.Page(
             "views/neuron_explorer.py", title="Neuron explorer", icon=":material/search:", url_path="neuron_explorer"
         ),
+        st.Page("views/neuron_card.py", title="Neuron card", icon=":material/badge:", url_path="neuron"),
     ],
     "Analyses": [
         st.Page(

@@ -39,8 +39,10 @@ from interp.analyses.base import cached_run, get_analysis, run
 from interp.analyses.facts.factual_recall import FactualConfig
 from interp.analyses.facts.factual_recall import run as decompose_facts
 from interp.analyses.neurons.atlas import active_on_text, contexts
-from interp.analyses.neurons.clamping import clamped_generation, next_token_table
-from interp.analyses.neurons.decoding import neuron_tokens, neurons_for
+from interp.analyses.neurons.card import NeuronCard, Store, neuron_card, verify_patching
+from interp.analyses.neurons.clamping import clamped_generation, dose_response, next_token_table, sweep_values
+from interp.analyses.neurons.decoding import neuron_tokens, neurons_for, typical_activation
+from interp.analyses.neurons.diff import diff_models
 from interp.analyses.patching.engine import COMPONENTS as PATCH_COMPONENTS
 from interp.analyses.patching.faithfulness import compare
 from interp.analyses.subnetworks.bigram_subnetworks import stored_mask, stored_table
@@ -146,9 +148,15 @@ class Workbench:
         self._decoding_path = (root, str(result.path))
         return self.result(result.path)
 
-    def neurons_for(self, token: str, k: int = 10, side: str = "out") -> pd.DataFrame:
-        """The neurons whose ``side`` decoding ranks ``token`` highest (rank, layer, neuron, score)."""
-        return neurons_for(self.decoding(), self.token_id(token), k, side)
+    def neurons_for(self, token: str, k: int = 10, side: str = "out", by: str = "specificity") -> pd.DataFrame:
+        """The neurons for ``token``: by default those for which it is most specific (``by="specificity"``:
+        among their own top promoted tokens first, on their typical side, weighted by their typical
+        |activation| from the atlas), or by the raw ``side`` score (``by="raw"``)."""
+        typical = None
+        if by == "specificity":
+            atlas = self.atlas_path()
+            typical = typical_activation(self.result(atlas)) if atlas else None
+        return neurons_for(self.decoding(), self.token_id(token), k, side, by=by, typical=typical)
 
     def neuron_decoding(self, neuron: str) -> pd.DataFrame:
         """Every decoded row of one neuron (side, rank, token, score)."""
@@ -202,6 +210,47 @@ class Workbench:
             out["before"], out["after"] = clamped_generation(self.model, self.model.to_tokens(prompt), nids, value,
                                                              n_generate)
         return out
+
+    # --- the neuron card ---------------------------------------------------------------------------
+    def store(self) -> Store:
+        """The stored runs on this model's weights, read through this workbench's Result cache."""
+        return Store(self.weights_hash, self.result)
+
+    def card(self, neuron: str, sections: Sequence[str] | None = None) -> NeuronCard:
+        """Everything the stored Results say about one neuron (``interp.analyses.neurons.card``)."""
+        kw = {"sections": tuple(sections)} if sections else {}
+        return neuron_card(self.model, neuron, self.store(), **kw)
+
+    def dose_response(self, neuron: str, target: str, values: Sequence[float] | None = None,
+                      prompts: Sequence[str] | None = None) -> pd.DataFrame:
+        """Δ log p(target) and KL to the unclamped next-token distribution over a sweep of clamp values
+        (default: 9 values from -4x to +4x the neuron's atlas peak |activation|)."""
+        nid = self.check_neuron(neuron)
+        if values is None:
+            atlas = self.atlas_path()
+            stats = self.neuron_activity(atlas, str(nid)) if atlas else None
+            values = sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
+        kw = {"prompts": tuple(prompts)} if prompts else {}
+        return dose_response(self.model, [nid], target, values, **kw)
+
+    def verify_patching(self, neuron: str, run_path: str, k: int = 5) -> dict:
+        """Activation patching of the neuron and its layer's top-``k`` by the stored run's score (stored)."""
+        return verify_patching(self.model, neuron, self.result(run_path), k=k)
+
+    def diff(self, other_spec: str, k: int = 50) -> pd.DataFrame:
+        """The neurons whose weights (and, with both atlases, typical activation) changed most between
+        this model and ``other_spec`` (loaded privately, one other model at a time)."""
+        other = self._other_model(other_spec)
+        mine = self.atlas_path()
+        theirs = newest_run("neuron_atlas", other.weights_hash)
+        return diff_models(self.model, other, self.result(mine) if mine else None,
+                           self.result(theirs) if theirs else None, k=k)
+
+    def _other_model(self, spec: str):
+        if self._edited is None or self._edited[0] != str(spec):
+            self._edited = None  # evict the previous one before loading the next
+            self._edited = (str(spec), load_model(str(spec), device=self.device, dtype=self.dtype))
+        return self._edited[1]
 
     # --- facts ----------------------------------------------------------------------------------
     def decompose_fact(self, prompt: str, subject: str, answer: str) -> Result:
@@ -294,10 +343,7 @@ class Workbench:
             if not (Path(edit_dir) / EDIT_FILE).is_file():
                 raise InterpError(f"the edited weights are not on this machine ({edit_dir}); "
                                   "`interp unlearn` writes them (committed runs keep only their tables)")
-            if self._edited is None or self._edited[0] != str(edit_dir):
-                self._edited = None  # evict the previous edited model before loading the next
-                self._edited = (str(edit_dir), load_model(str(edit_dir), device=self.device, dtype=self.dtype))
-            out["edited"] = self._continue(self._edited[1], prompt, n_new)
+            out["edited"] = self._continue(self._other_model(edit_dir), prompt, n_new)
         return out
 
     @staticmethod

@@ -3,11 +3,9 @@ weight norms, and clamp it live on a prompt."""
 
 from __future__ import annotations
 
-import math
-
 import plotly.graph_objects as go
 import streamlit as st
-from components import neuron_link
+from components import clamp_form, neuron_input, neuron_link
 from state import call, decoding, show_error, workbench
 
 from interp.viz.atlas import context_html, histogram, scale_of
@@ -22,18 +20,32 @@ st.caption(f"`{wb.spec}`: {info['n_layers']} layers × {info['d_mlp']} neurons; 
 default_token = wb.default_token(" Paris")  # " Paris" where it is one token
 
 if "neuron" not in st.session_state:  # from ?neuron=L.N, else the top " Paris" promoter
-    first = call("neurons_for", default_token, k=1).iloc[0]
+    first = call("neurons_for", default_token, k=1, by="raw").iloc[0]
     st.session_state.neuron = st.query_params.get("neuron", f"{int(first.layer)}.{int(first.neuron)}")
 
 # --- search by token -----------------------------------------------------------------
-with st.expander("Search by token: which neurons most promote it?", expanded=True):
-    token = st.text_input("Token (mind the leading space)", value=default_token, key="token_query")
+with st.expander("Search by token: which neurons promote it?", expanded=True):
+    c1, c2 = st.columns([3, 2])
+    token = c1.text_input("Token (mind the leading space)", value=default_token, key="token_query")
+    by = c2.radio("Rank by", ["specificity", "raw"], horizontal=True, key="token_rank",
+                  help="specificity: neurons with the token among their own top-10 promoted tokens first (on the "
+                       "side their typical activation takes), then by the token's z-score in their own decoding, "
+                       "weighted by their typical |activation| in the atlas. raw: the dot product W_out·W_U, which "
+                       "favours high-norm neurons and sees positive scores only.")
     try:
-        table = call("neurons_for", token, k=10)
+        table = call("neurons_for", token, k=10, by=by)
         cols = st.columns([2, 3])
-        cols[0].markdown("\n".join(
-            f"{r.rank + 1}. {neuron_link(r.layer, r.neuron)} &nbsp; score {r.score:+.2f}" for r in table.itertuples()
-        ))
+        if by == "specificity":
+            def own(r) -> str:
+                ranked = r.own_rank == r.own_rank  # NaN beyond the decoding's top-k
+                return f"**#{int(r.own_rank) + 1} in its own list**" if ranked else "beyond its top 20"
+
+            lines = [f"{r.rank + 1}. {neuron_link(r.layer, r.neuron)} ({r.side}) &nbsp; {own(r)}, z {r.z:+.1f}"
+                     for r in table.itertuples()]
+        else:
+            lines = [f"{r.rank + 1}. {neuron_link(r.layer, r.neuron)} &nbsp; score {r.score:+.2f}"
+                     for r in table.itertuples()]
+        cols[0].markdown("\n".join(lines))
         cols[1].plotly_chart(promoters_bar(table, token), width="stretch")
         picked = cols[0].selectbox("Open one", [f"{l}.{n}" for l, n in zip(table.layer, table.neuron)],
                                    key="token_pick")
@@ -43,13 +55,7 @@ with st.expander("Search by token: which neurons most promote it?", expanded=Tru
         show_error(exc)
 
 # --- the neuron ------------------------------------------------------------------------
-text = st.text_input("Neuron (layer.index)", key="neuron")
-try:
-    nid = wb.check_neuron(text)
-except Exception as exc:
-    show_error(exc)
-    st.stop()
-st.query_params["neuron"] = str(nid)
+nid = neuron_input("neuron")
 
 rows = call("neuron_decoding", str(nid))
 norms = call("neuron_norms", str(nid))
@@ -75,37 +81,24 @@ for i in range(0, len(sides), 2):
 
 # --- live clamp --------------------------------------------------------------------------
 st.subheader("Clamp it live")
-with st.form("clamp"):
-    prompt = st.text_area("Prompt", value="Let me tell you about", height=70)
-    c1, c2 = st.columns(2)
-    value_text = c1.text_input("Clamp value (activation)", value="20")
-    n_new = c2.slider("Tokens to generate (clamp held)", 0, 40, 20)
-    submitted = st.form_submit_button("Run")
-if submitted:
+asked = clamp_form("clamp", "Run", n_default=20)
+if asked:
+    prompt, value, n_new = asked
     try:
-        value = float(value_text)
-    except ValueError:
-        value = None
-        st.error(f"clamp value must be a number, got {value_text!r}")
-    if value is not None and not math.isfinite(value):
-        value = None
-        st.error(f"clamp value must be a finite number, got {value_text!r}")
-    if value is not None:
-        try:
-            preview = call("clamp_preview", prompt, (str(nid),), value, k=8, n_generate=n_new)
-            table = preview["table"]
-            fig = go.Figure([go.Bar(name="before", y=[repr(t) for t in table.token], x=table.p_before,
-                                    orientation="h", marker_color="#a0aec0"),
-                             go.Bar(name=f"clamped to {value:g}", y=[repr(t) for t in table.token], x=table.p_after,
-                                    orientation="h", marker_color="#2b6cb0")])
-            fig.update_layout(barmode="group", yaxis={"autorange": "reversed"}, height=30 * len(table) + 120,
-                              title="Next-token probability", xaxis_title="probability")
-            st.plotly_chart(fig, width="stretch", key="clamp_fig")
-            if n_new:
-                st.markdown(f"**Before:** {prompt}*{preview['before']}*")
-                st.markdown(f"**Clamped:** {prompt}*{preview['after']}*")
-        except Exception as exc:
-            show_error(exc)
+        preview = call("clamp_preview", prompt, (str(nid),), value, k=8, n_generate=n_new)
+        table = preview["table"]
+        fig = go.Figure([go.Bar(name="before", y=[repr(t) for t in table.token], x=table.p_before,
+                                orientation="h", marker_color="#a0aec0"),
+                         go.Bar(name=f"clamped to {value:g}", y=[repr(t) for t in table.token], x=table.p_after,
+                                orientation="h", marker_color="#2b6cb0")])
+        fig.update_layout(barmode="group", yaxis={"autorange": "reversed"}, height=30 * len(table) + 120,
+                          title="Next-token probability", xaxis_title="probability")
+        st.plotly_chart(fig, width="stretch", key="clamp_fig")
+        if n_new:
+            st.markdown(f"**Before:** {prompt}*{preview['before']}*")
+            st.markdown(f"**Clamped:** {prompt}*{preview['after']}*")
+    except Exception as exc:
+        show_error(exc)
 
 # --- the atlas: what text makes it fire ----------------------------------------------------
 st.subheader("What makes it fire")

@@ -33,25 +33,41 @@ def neurons_for_cmd(
     token: str = typer.Option(..., "--token", "-t", help="token text with its leading space, e.g. ' Paris'"),
     k: int = typer.Option(10, "-k", min=1, help="neurons to list"),
     side: str = typer.Option("out", help="out: promotes the token; up/gate: read the token's embedding"),
+    by: str = typer.Option("specificity", "--by", help="specificity (the token's standing in each neuron's own "
+                           "decoding, on its typical side, weighted by its atlas activation) or raw (W_out·W_U)"),
     model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
 ):
-    """The neurons whose output direction most promotes a token (or whose input reads it)."""
+    """The neurons for a token: most specific to it (default), or by the raw output score (--by raw)."""
     from interp.analyses.base import cached_run
-    from interp.analyses.neurons.decoding import SIDES, neurons_for
+    from interp.analyses.neurons.decoding import RANKINGS, SIDES, neurons_for, typical_activation
+    from interp.storage import load_result, newest_run
 
-    m = load(model, device, dtype)
-    token_id = m.token_id(token)
+    if by not in RANKINGS:
+        raise InterpError(f"unknown ranking --by {by!r}: choose specificity or raw")
     if side not in SIDES:
         raise InterpError(f"unknown side {side!r}: choose from {SIDES}")
-    table = neurons_for(cached_run("lm_head_decoding", m), token_id, k, side)
+    if by == "specificity" and side != "out":
+        by = "raw"  # specificity is an output-side ranking; the input sides rank by their raw score
+    m = load(model, device, dtype)
+    token_id = m.token_id(token)
+    atlas = newest_run("neuron_atlas", m.weights_hash) if by == "specificity" else None
+    typical = typical_activation(load_result(atlas)) if atlas else None
+    table = neurons_for(cached_run("lm_head_decoding", m), token_id, k, side, by=by, typical=typical)
     rows = table.to_dict("records")
 
     def human(d):
-        typer.echo(f"neurons {'promoting' if side == 'out' else 'reading'} {token!r} (token {token_id}, {side} side):")
+        what = "most specific to" if by == "specificity" else "promoting" if side == "out" else "reading"
+        typer.echo(f"neurons {what} {token!r} (token {token_id}, {side} side"
+                   f"{'' if by == 'raw' else ', with the atlas' if atlas else ', no atlas: both signs'}):")
         for r in d["neurons"]:
-            typer.echo(f"  {r['rank']:>2}. neuron {r['layer']}.{r['neuron']:<6} score {r['score']:+.3f}")
+            extra = ""
+            if by == "specificity":
+                own = r["own_rank"]
+                extra = f" {r['side']:<4}  z {r['z']:+.2f}  " + (f"#{int(own) + 1} in its own list"
+                                                                   if own == own else "beyond its top-k")
+            typer.echo(f"  {r['rank']:>2}. neuron {r['layer']}.{r['neuron']:<6} score {r['score']:+.3f}{extra}")
 
-    emit({"token": token, "token_id": token_id, "neurons": rows}, as_json, human)
+    emit({"token": token, "token_id": token_id, "by": by, "neurons": rows}, as_json, human)
 
 
 def _print_clamp(r) -> None:

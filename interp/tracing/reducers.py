@@ -73,9 +73,17 @@ def _wide(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+QUADRANTS = ("g+u+", "g+u-", "g-u+", "g-u-")  # a GLU neuron's gate and up signs (0 counts as -)
+
+
 class AtlasReducer:
-    def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu"):
+    """Streaming per-neuron statistics: top/bottom-k (value, position), a histogram, sums.
+    With ``quadrant_k > 0`` (GLU models) also, per gate/up sign quadrant, the number of positions
+    and the ``quadrant_k`` largest |activation| (value, position): ``update_quadrants``."""
+
+    def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu", quadrant_k: int = 0):
         self.k = k
+        self.quadrant_k = quadrant_k
         self.device = torch.device(device)
         shape, on = (n_layers, d_mlp), {"device": self.device}
         self.top_v = torch.full((*shape, k), -torch.inf, **on)
@@ -88,6 +96,10 @@ class AtlasReducer:
         self.sumsq = torch.zeros(shape, dtype=_wide(self.device), **on)
         self.positive = torch.zeros(shape, dtype=torch.int64, **on)
         self.count = torch.zeros((), dtype=torch.int64, **on)
+        if quadrant_k:
+            self.quad_count = torch.zeros((*shape, 4), dtype=torch.int64, **on)
+            self.quad_v = torch.full((*shape, 4, quadrant_k), -torch.inf, **on)  # |activation|
+            self.quad_p = torch.full((*shape, 4, quadrant_k), -1, dtype=torch.long, **on)
         self._scratch: dict[str, Tensor] = {}  # reused between batches: fresh pages cost more than the work
 
     # A batch with more than this many candidates per neuron on average takes the dense merge
@@ -127,6 +139,24 @@ class AtlasReducer:
         self.sum[slot] += a.sum(0)
         self.sumsq[slot] += torch.mul(a, a, out=self._buffer("square", a, a.dtype)).sum(0)
         self.positive[slot] += torch.gt(a, 0, out=self._buffer("mask", a, torch.bool)).sum(0, dtype=torch.int32)
+
+    def update_quadrants(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], gate_pos: Tensor, up_pos: Tensor,
+                         positions: Int[Tensor, " tokens"]) -> None:
+        """Fold one batch of one layer's gate/up signs (``gate_pos``, ``up_pos``: ``[tokens, d_mlp]``
+        booleans, pre-activation > 0) into the quadrant counts and the quadrants' top |activation|."""
+        a = acts.float().to(self.device).abs()
+        quadrant = (~gate_pos.to(self.device)).to(torch.int8) * 2 + (~up_pos.to(self.device)).to(torch.int8)
+        positions = positions.to(self.device)
+        for q in range(4):
+            inside = quadrant == q
+            self.quad_count[slot, :, q] += inside.sum(0)
+            masked = torch.where(inside, a, -torch.inf)
+            k = min(self.quadrant_k, masked.shape[0])
+            top = masked.topk(k, dim=0)  # [k, d_mlp]
+            cand_p = torch.where(top.values > -torch.inf, positions[top.indices], -1)
+            merged_v = torch.cat([self.quad_v[slot, :, q], top.values.T], 1)
+            merged_p = torch.cat([self.quad_p[slot, :, q], cand_p.T], 1)
+            self.quad_v[slot, :, q], self.quad_p[slot, :, q] = _stable_topk(merged_v, merged_p, self.quadrant_k, True)
 
     def _buffer(self, name: str, like: Tensor, dtype: torch.dtype) -> Tensor:
         """A scratch tensor of ``like``'s shape, kept for the next batch of the same shape."""
@@ -223,20 +253,30 @@ class AtlasReducer:
         self.sumsq += other.sumsq.to(self.sum.dtype)
         self.positive += other.positive
         self.count += other.count
+        if self.quadrant_k:
+            self.quad_count += other.quad_count
+            v, p = _stable_topk(torch.cat([self.quad_v, other.quad_v], -1), torch.cat([self.quad_p, other.quad_p], -1),
+                                self.quadrant_k, True)
+            self.quad_v.copy_(v), self.quad_p.copy_(p)
 
     FIELDS = ("top_v", "top_p", "bot_v", "bot_p", "hist", "sum", "sumsq", "positive", "count")
+    QUADRANT_FIELDS = ("quad_count", "quad_v", "quad_p")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.FIELDS + (self.QUADRANT_FIELDS if self.quadrant_k else ())
 
     def state(self) -> dict[str, Tensor]:
         """The state on the host (for checkpoints, Ray and the Result); float64 sums."""
-        out = {name: getattr(self, name).detach().to("cpu", copy=True) for name in self.FIELDS}
+        out = {name: getattr(self, name).detach().to("cpu", copy=True) for name in self.fields}
         out["sum"], out["sumsq"] = out["sum"].double(), out["sumsq"].double()
         return out
 
     @classmethod
     def from_state(cls, state: dict[str, Tensor], device: torch.device | str = "cpu") -> "AtlasReducer":
         n_layers, d_mlp, k = state["top_v"].shape
-        reducer = cls(n_layers, d_mlp, k, device)
-        for name in cls.FIELDS:
+        reducer = cls(n_layers, d_mlp, k, device, quadrant_k=state["quad_v"].shape[-1] if "quad_v" in state else 0)
+        for name in reducer.fields:
             setattr(reducer, name, state[name].to(reducer.device, getattr(reducer, name).dtype, copy=True))
         return reducer
 

@@ -24,9 +24,21 @@ from interp.tracing.hooks import hooks
 from interp.tracing.reducers import AtlasReducer
 
 
-def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor):
-    """A hook that folds its layer's activations into ``reducer`` and keeps nothing."""
-    return lambda act: reducer.update(slot, act.flatten(0, 1), positions)
+def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None):
+    """A hook that folds its layer's activations into ``reducer`` and keeps nothing (with ``signs``,
+    the gate/up signs its layer's earlier hooks stashed there feed the quadrants, then are dropped)."""
+    def fold(act):
+        flat = act.flatten(0, 1)
+        reducer.update(slot, flat, positions)
+        if signs is not None:
+            reducer.update_quadrants(slot, flat, signs.pop(("gate", slot)), signs.pop(("up", slot)), positions)
+    return fold
+
+
+def _stash(signs: dict, key: tuple):
+    def stash(pre):
+        signs[key] = pre.flatten(0, 1) > 0
+    return stash
 
 
 @torch.no_grad()
@@ -45,7 +57,12 @@ def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: i
             positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(T)).flatten()
             positions = positions.to(reducer.device)
 
-            with hooks(model, [(site, _fold(reducer, slot, positions)) for slot, site in enumerate(sites)]):
+            signs = {} if reducer.quadrant_k else None
+            folds = [(site, _fold(reducer, slot, positions, signs)) for slot, site in enumerate(sites)]
+            if signs is not None:  # GLU: the gate (hook_pre) and up (hook_pre_linear) signs run before hook_post
+                folds += [(hook_name(name, l), _stash(signs, (part, slot))) for slot, l in enumerate(layers)
+                          for part, name in (("gate", "mlp_pre"), ("up", "mlp_pre_linear"))]
+            with hooks(model, folds):
                 model(batch.to(model.device))
             reducer.add_tokens(batch.numel())
             bar.update(batch.numel())

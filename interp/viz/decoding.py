@@ -42,11 +42,19 @@ def layer_norms_heatmap(result) -> go.Figure:
 
 
 def promoters_bar(table: pd.DataFrame, token: str) -> go.Figure:
-    labels = [f"{l}.{n}" for l, n in zip(table.layer, table.neuron)]
-    fig = go.Figure(go.Bar(x=table.score, y=labels, orientation="h", marker_color="#2b6cb0"))
-    fig.update_layout(title=f"Neurons whose output most promotes {token!r}",
-                      yaxis={"autorange": "reversed", "type": "category"},
-                      height=26 * len(table) + 90, xaxis_title="W_out[:, n] · (w ⊙ W_U[:, t])")
+    """The neurons for a token: by specificity (a table with ``z``: the weighted z-score, neurons with the
+    token among their own top promoted tokens in dark blue) or by the raw score."""
+    labels = [f"{l}.{n} ({s})" if "side" in table else f"{l}.{n}"
+              for l, n, s in zip(table.layer, table.neuron, table.get("side", table.layer))]
+    if "z" in table:
+        colors = ["#2b6cb0" if r < 10 else "#90cdf4" for r in table.own_rank.fillna(99)]
+        title, axis = f"Neurons most specific to {token!r}", "z-score in the neuron's own decoding × typical |act|"
+    else:
+        colors, title = "#2b6cb0", f"Neurons whose output most promotes {token!r}"
+        axis = "W_out[:, n] · (w ⊙ W_U[:, t])"
+    fig = go.Figure(go.Bar(x=table.score, y=labels, orientation="h", marker_color=colors))
+    fig.update_layout(title=title, yaxis={"autorange": "reversed", "type": "category"},
+                      height=26 * len(table) + 90, xaxis_title=axis)
     return fig
 
 

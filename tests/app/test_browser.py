@@ -45,7 +45,12 @@ def dashboard(tmp_path_factory):
     shutil.copytree(ROOT / "data" / "results", runs, dirs_exist_ok=True)  # what `make run` does (cp -rn)
     env = {**os.environ, "INTERP_MODEL": "smollm2-135m", "INTERP_RUNS": str(runs)}
     os.environ["INTERP_RUNS"] = str(runs)
-    decoding = cached_run("lm_head_decoding", load_model("smollm2-135m"))
+    model = load_model("smollm2-135m")
+    decoding = cached_run("lm_head_decoding", model)
+    from interp.storage import newest_run
+
+    if newest_run("neuron_atlas", model.weights_hash) is None:  # a small one (seconds) so the card has activations
+        cached_run("neuron_atlas", model, corpus="stdlib-docs", n_tokens=2048, checkpoint_every=0)
     port = _free_port()
     log = open(tmp_path_factory.mktemp("streamlit") / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -86,22 +91,48 @@ def browser_page(url: str, path: str, shot: str):
 
 
 def test_neuron_explorer_token_search(dashboard):
-    from interp.analyses.neurons.decoding import neurons_for
-    from interp.models import load_model
+    """' London' lists first a neuron whose own top-10 promoted tokens hold ' London' (the raw ranking
+    listed 29.645, a high-norm neuron whose own list does not)."""
+    from interp.analyses.neurons.decoding import neuron_tokens
 
     url, decoding = dashboard
-    model = load_model("smollm2-135m")
-    top = neurons_for(decoding, model.token_id(" London"), k=1).iloc[0]
-    expected = f"{int(top.layer)}.{int(top.neuron)}"
     with browser_page(url, "neuron_explorer", "neuron_explorer.png") as page:
         page.get_by_text("Search by token").wait_for(timeout=240_000)
         box = page.get_by_label("Token (mind the leading space)")
         box.fill(" London")
         box.press("Enter")
-        page.get_by_text("Neurons whose output most promotes ' London'").wait_for(timeout=120_000)
+        page.get_by_text("Neurons most specific to ' London'").wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        first = page.locator("ol li").first.inner_text()
+    layer, index = first.split(" ")[0].split(".")
+    rows = neuron_tokens(decoding, int(layer), int(index))
+    own = rows[rows.side.isin(["out+", "out-"]) & (rows["rank"] < 10)].token.astype(str).tolist()
+    assert " London" in own, f"the first neuron listed, {layer}.{index}, does not promote ' London' in its top 10"
+    assert "in its own list" in first
+
+
+def test_neuron_card_opens_from_its_url(dashboard):
+    """Every section's heading, and known values: the decoding's top token, the committed patching score."""
+    from interp.analyses.neurons.card import neuron_scores
+    from interp.analyses.neurons.decoding import neuron_tokens
+    from interp.storage import load_result
+
+    url, decoding = dashboard
+    rows = neuron_tokens(decoding, 29, 236)
+    top_token = rows[rows.side == "out+"].sort_values("rank").token.iloc[0]
+    relp = next((ROOT / "runs" / "patching").glob("*smollm2-135m-*-relp-neurons"))
+    score = neuron_scores(load_result(relp), 29)
+    rank = int(score.abs().sort_values(ascending=False).index.get_loc(236)) + 1
+    with browser_page(url, "neuron?model=smollm2-135m&neuron=29.236", "neuron_card.png") as page:
+        page.locator("#share").wait_for(timeout=240_000)
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
-    assert expected in text, f"top neuron {expected} for ' London' not on the page"
+    for heading in ("Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall", "Causal tracing",
+                    "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share"):
+        assert heading in text, heading
+    assert repr(str(top_token)) in text and "29 · 236" in text and "Traceback" not in text
+    assert str(rank) in text
 
 
 @pytest.mark.parametrize("path, expected", [

@@ -11,8 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
-PAGES = ["views/runs.py", "views/neuron_explorer.py", "views/lm_head_decoding.py", "views/neuron_atlas.py",
-         "views/patching.py", "views/factual_recall.py", "views/causal_tracing.py", "views/bigram_subnetwork.py"]
+PAGES = ["views/runs.py", "views/neuron_explorer.py", "views/neuron_card.py", "views/lm_head_decoding.py",
+         "views/neuron_atlas.py", "views/patching.py", "views/factual_recall.py", "views/causal_tracing.py",
+         "views/bigram_subnetwork.py"]
 
 
 def finish_jobs(app):
@@ -62,16 +63,18 @@ def test_explorer_token_search_and_bad_inputs(app):
 
 def test_explorer_clamp_box(app):
     app.switch_page("views/neuron_explorer.py").run()
-    app.main.text_area[0].set_value("hello")
-    app.main.text_input[-1].set_value("nan")
-    app.main.button[-1].click().run()
+    prompt, value = app.text_input(key="clamp-prompt"), app.text_input(key="clamp-value")
+    run = next(b for b in app.button if b.label == "Run")
+    prompt.set_value("hello")
+    value.set_value("nan")
+    run.click().run()
     assert any("finite" in e.value for e in app.error)
-    app.main.text_area[0].set_value("   ")
-    app.main.text_input[-1].set_value("3")
-    app.main.button[-1].click().run()
+    app.text_input(key="clamp-prompt").set_value("   ")
+    app.text_input(key="clamp-value").set_value("3")
+    next(b for b in app.button if b.label == "Run").click().run()
     assert any("prompt is empty" in e.value for e in app.error)
-    app.main.text_area[0].set_value("hello")
-    app.main.button[-1].click().run()
+    app.text_input(key="clamp-prompt").set_value("hello")
+    next(b for b in app.button if b.label == "Run").click().run()
     assert not app.error and not app.exception
     assert any("Clamped" in m.value for m in app.markdown)
 
@@ -109,7 +112,7 @@ def test_patching_page_compares_methods_and_lists_neurons(app, tmp_path):
     app.main.button[-1].click().run()  # score the last layer's neurons with RelP (a background job)
     finish_jobs(app)
     assert not app.exception and not app.error
-    assert any("neuron_explorer?neuron=1." in m.value for m in app.markdown)
+    assert any("/neuron?model=tiny-llama&neuron=1." in m.value for m in app.markdown)  # links open the card
 
 
 def test_patching_page_reports_bad_dataset(app):
@@ -136,7 +139,7 @@ def test_factual_page_one_fact_and_dataset(app, tmp_path):
     subject.set_value("France").run()
     assert not app.exception and not app.error
     assert any("Over a facts set" in s.value for s in app.subheader)
-    assert any("neuron_explorer?neuron=" in m.value for m in app.markdown)
+    assert any("/neuron?model=tiny-llama&neuron=" in m.value for m in app.markdown)
 
 
 def test_causal_tracing_page(app, tmp_path):
@@ -196,3 +199,15 @@ def test_the_model_picker_switches_model_and_names_a_bad_spec(app):
     app.sidebar.text_input[0].set_value("no-such-model").run()
     assert any("unknown model spec 'no-such-model'" in e.value for e in app.error)
     assert not app.exception
+
+
+def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
+    page = app.switch_page("views/neuron_card.py").run()
+    page.text_input(key="card_neuron").set_value("1.7").run()
+    assert not page.exception, [e.value for e in page.exception]
+    headers = [h.value for h in page.header]
+    assert headers[:9] == ["Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall",
+                           "Causal tracing", "Unlearning edits", "Bigram subnetwork", "Clamp"]
+    assert any("interp atlas -m tiny-llama" in i.value for i in page.info)  # the store has no atlas
+    page.text_input(key="card_neuron").set_value("1.99999").run()
+    assert any("out of range" in e.value for e in page.error) and not page.exception

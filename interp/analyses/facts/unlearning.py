@@ -42,14 +42,16 @@ from interp.datasets.prompts import DATA_DIR, Fact, SemEvalItem, resolve
 from interp.errors import InterpError, scrub
 from interp.metrics import lm_loss
 from interp.models.loading import save_edit
+from interp.names import hook_name
 from interp.paths import runs_root
 from interp.progress import bar
 from interp.result import Config, Result, option, provenance
+from interp.tracing import record
 
 
 @dataclass(frozen=True)
 class UnlearnConfig(Config):
-    VERSION = 2  # 2: retain accuracy over the retain facts the model knows; noise scaled as the model embeds
+    VERSION = 3  # 2: retain accuracy over the known retain facts; 3: the neuron_changes table
     forget: str = option("builtin:forget", "facts or SemEval-2025 Task 4 JSONL to forget")
     retain: str = option("builtin:retain", "facts or SemEval JSONL to keep")
     layers: tuple[int, ...] = option((), "MLP layers to train, e.g. 0-3 (default: from causal tracing)", min=0)
@@ -202,6 +204,45 @@ def choose_layers(model, forget: list[Item], config) -> tuple[list[int], str]:
     return sorted(traced.metrics["mlp_peak_layers"][: config.top_layers]), "causal tracing"
 
 
+@torch.no_grad()
+def last_token_acts(model, items: list[Item], layers: list[int]) -> Tensor:
+    """The mean activation of every neuron of ``layers`` at the prompts' last token: ``[layer, d_mlp]``."""
+    batch = model.batch([it.prompt for it in items])
+    sites = [hook_name("mlp_post", l) for l in layers]
+    rows = torch.arange(len(items), device=batch.tokens.device)
+    with record(model, sites) as acts:
+        model(batch.tokens)
+    return torch.stack([acts[s][rows, batch.lengths - 1].float().mean(0).cpu() for s in sites])
+
+
+def _neuron_weights(model, layer: int) -> dict[str, Tensor]:
+    """One layer's per-neuron weights as rows: gate and up (what neuron n reads), down (what it writes)."""
+    w = model.weights
+    out = {"up": w.W_in[layer], "down": w.W_out[layer].T}
+    if model.is_glu:
+        out["gate"] = w.W_gate[layer]
+    return {k: v.detach().float().cpu().clone() for k, v in out.items()}
+
+
+def neuron_changes(model, variant: str, layers: list[int], weights_before: dict, acts_before: dict,
+                   forget: list[Item], retain: list[Item]) -> pd.DataFrame:
+    """Per neuron of ``layers``: the relative change of its gate row, up row and down column
+    (``|dW| / |W|``) and its mean last-token activation on the forget and the retain facts,
+    before and after the edit."""
+    after = {"forget": last_token_acts(model, forget, layers), "retain": last_token_acts(model, retain, layers)}
+    parts = []
+    for i, layer in enumerate(layers):
+        now = _neuron_weights(model, layer)
+        df = pd.DataFrame({"variant": variant, "layer": layer, "neuron": range(model.d_mlp)})
+        for part, before in weights_before[layer].items():
+            df[f"d_{part}"] = ((now[part] - before).norm(dim=1) / before.norm(dim=1).clamp(min=1e-12)).numpy()
+        for split in ("forget", "retain"):
+            df[f"act_{split}_before"] = acts_before[split][i].numpy()
+            df[f"act_{split}_after"] = after[split][i].numpy()
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _report(model, forget, retain, para, windows) -> dict:
     f, r, p = evaluate(model, forget), evaluate(model, retain), evaluate(model, para)
     return {"forget_acc": f["acc"], "forget_p": f["p"], "retain_acc": r["acc"], "paraphrase_acc": p["acc"],
@@ -235,6 +276,9 @@ def run(model, config: UnlearnConfig) -> Result:
     layers, why = choose_layers(model, forget, config)
     before = _report(model, forget, retain, para, windows)
     original = {n: p.detach().clone() for n, p in model.hf_params.items()}
+    weights_before = {layer: _neuron_weights(model, layer) for layer in layers}  # the card's per-neuron changes
+    acts_before = {"forget": last_token_acts(model, forget, layers), "retain": last_token_acts(model, retain, layers)}
+    changes = []
     base_hash = model.weights_hash
     rows = [{"run": "before", **before, "steps": 0, "seconds": 0.0, "edit": ""}]
     logs = []
@@ -252,6 +296,7 @@ def run(model, config: UnlearnConfig) -> Result:
             rows.append({"run": variant, **_report(model, forget, retain, para, windows), "steps": len(log),
                          "seconds": seconds, "edit": str(edit)})
             logs += [{"run": variant, **e} for e in log]
+            changes.append(neuron_changes(model, variant, layers, weights_before, acts_before, forget, retain))
             with torch.no_grad():  # back to the original weights before the next variant
                 for n in names:
                     model.hf_params[n].copy_(original[n])
@@ -293,4 +338,6 @@ def run(model, config: UnlearnConfig) -> Result:
     if missing:
         notes.append(f"Not measured (stored as null): {', '.join(missing)} (an empty set, or a zero baseline).")
     return Result(analysis="unlearning", config=config, provenance=provenance(model, config),
-                  tables={"summary": summary, "log": pd.DataFrame(logs)}, metrics=scrub(metrics)[0], notes=notes)
+                  tables={"summary": summary, "log": pd.DataFrame(logs),
+                          "neuron_changes": pd.concat(changes, ignore_index=True)},
+                  metrics=scrub(metrics)[0], notes=notes)

@@ -20,6 +20,7 @@ negative value that suppresses the concept.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -139,28 +140,34 @@ class ConceptConfig(Config):
     multiple: float = option(2.0, "clamp to this multiple of the neuron's max |activation| on the corpus", above=0)
     side: str = option("out", "pick the neuron by output-side (out) or up-projection (up) decoding",
                        choices=("out", "up", "gate"))
+    ranking: str = option("raw", "raw (the paper's: the largest decoded score) or specificity (the token's "
+                          "standing in the neuron's own decoding, on its typical side; output side only)",
+                          choices=("raw", "specificity"))
     generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
     prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "neutral prompts (repeatable)", flags=("--prompt", "-p"),
                                       split=False)
     corpus: str = option("stdlib-docs", "corpus whose activation range scales the clamp")
 
 
-def concept_experiment(model, decoding: Result, config: ConceptConfig) -> Result:
-    """The paper's experiment: the top decoded neuron (on ``side``) for ``concept``,
-    clamped to ``multiple`` x its largest activation magnitude on ``corpus``."""
+def concept_experiment(model, decoding: Result, config: ConceptConfig, typical=None) -> Result:
+    """The paper's experiment: the top decoded neuron (on ``side``, by ``ranking``) for ``concept``,
+    clamped to ``multiple`` x its largest activation magnitude on ``corpus``, with the sign that
+    promotes the concept (negative for a neuron found on its ``out-`` side). ``typical``: the atlas's
+    ``typical_activation`` for the specificity ranking (without it both signs are considered)."""
     from interp.analyses.neurons.decoding import neurons_for
     from interp.analyses.neurons.stats import neuron_stats
 
     token_id = model.token_id(config.concept)
-    top = neurons_for(decoding, token_id, k=1, side=config.side).iloc[0]
+    top = neurons_for(decoding, token_id, k=1, side=config.side, by=config.ranking, typical=typical).iloc[0]
     neuron = NeuronId(int(top.layer), int(top.neuron))
     stats = neuron_stats(model, config.corpus)
     typical_max = max(abs(float(stats["max"][neuron.layer, neuron.index])),
                       abs(float(stats["min"][neuron.layer, neuron.index])))
-    value = config.multiple * typical_max
+    sign = -1.0 if str(top.get("side", "out+")) == "out-" else 1.0
+    value = sign * config.multiple * typical_max
     probs, gens = clamp_effect(model, [neuron], value, config.prompts, [config.concept], config.generate)
     metrics = _clamp_metrics(probs, gens, [config.concept])
-    metrics.update({"concept": config.concept, "side": config.side, "neuron": str(neuron),
+    metrics.update({"concept": config.concept, "side": config.side, "ranking": config.ranking, "neuron": str(neuron),
                     "decoded_score": float(top.score), "typical_max": typical_max, "multiple": config.multiple,
                     "value": value, "typical_max_corpus": f"{config.corpus}, {int(stats['count'][0])} tokens"})
     return Result(analysis="concept", config=config, provenance=provenance(model, config),
@@ -171,6 +178,49 @@ def concept_experiment(model, decoding: Result, config: ConceptConfig) -> Result
 def run_concept(model, config: ConceptConfig) -> Result:
     """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
     from interp.analyses.base import cached_run
+    from interp.analyses.neurons.decoding import typical_activation
+    from interp.storage import load_result, newest_run
 
     model.token_id(config.concept)  # a cheap check before the (cached, but minutes-long the first time) decoding
-    return concept_experiment(model, cached_run("lm_head_decoding", model), config)
+    atlas = newest_run("neuron_atlas", model.weights_hash) if config.ranking == "specificity" else None
+    typical = typical_activation(load_result(atlas)) if atlas else None
+    return concept_experiment(model, cached_run("lm_head_decoding", model), config, typical=typical)
+
+
+def sweep_values(peak: float, n: int = 9, multiple: float = 4.0) -> list[float]:
+    """``n`` clamp values from ``-multiple x peak`` to ``+multiple x peak`` (0 included when ``n`` is odd)."""
+    if not math.isfinite(peak) or peak <= 0:
+        peak = 1.0
+    return torch.linspace(-multiple * peak, multiple * peak, n).tolist()
+
+
+@torch.no_grad()
+def dose_response(model, neurons, target: str, values, prompts=NEUTRAL_PROMPTS) -> pd.DataFrame:
+    """For each clamp value: the mean change of log p(``target``) at the next token over ``prompts``,
+    the mean KL(unclamped || clamped) of the next-token distribution (large where the clamp breaks
+    the model rather than steers it), and the mean p(target). One batched forward per value."""
+    values = [float(v) for v in values]
+    if not values:
+        raise InterpError("no clamp values given: pass at least one number")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise InterpError(f"clamp value {bad[0]} is not a finite number: give finite values (e.g. -20,0,20)")
+    neurons = [model.check_neuron(n) for n in neurons]
+    tid = model.token_id(target)
+    batch = model.batch(list(prompts))
+    rows = torch.arange(len(batch.lengths), device=batch.tokens.device)
+
+    def last_logp():
+        return model(batch.tokens)[rows, batch.lengths - 1].float().log_softmax(-1)
+
+    base = last_logp()
+    out = []
+    for value in values:
+        with clamp_hooks(model, neurons, value):
+            logp = last_logp()
+        finite = bool(torch.isfinite(logp).all())
+        kl = (base.exp() * (base - logp)).sum(-1) if finite else torch.full((len(rows),), float("nan"))
+        out.append({"value": value, "dlogp": float((logp[:, tid] - base[:, tid]).mean()), "kl": float(kl.mean()),
+                    "p_target": float(logp[:, tid].exp().mean()), "p_target_before": float(base[:, tid].exp().mean()),
+                    "finite": finite})
+    return pd.DataFrame(out)

@@ -23,9 +23,17 @@ left out too. ``fold_norm=False`` decodes the raw weights; the ranking differs.
 
 Outputs: a long table ``decoded`` (layer, neuron, side, rank, token_id, token, score;
 side is ``out+``/``out-``/``up+``/...), a per-neuron ``neurons`` table (weight norms and
-top tokens), and the inverted index "which neurons most promote token T" per side as tensors
-``{side}_promoters_neuron`` / ``{side}_promoters_score`` (``[k, d_vocab]``, neuron =
-layer*d_mlp+index).
+top tokens, and each output side's mean and standard deviation over the vocabulary), and two
+inverted indexes ("which neurons for token T", neuron = layer*d_mlp+index, ``[k, d_vocab]``):
+
+- raw, per side: ``{side}_promoters_neuron`` / ``{side}_promoters_score``, the largest raw scores.
+  It favours high-norm and massive-activation neurons, and it keeps positive scores only.
+- specificity, on the output side, both signs: ``out+_specific_*`` / ``out-_specific_*``, the
+  neurons in whose own distribution over the vocabulary the token stands out most, as the
+  z-score ``(score - mean) / std`` of the row (``out-``: of the negated row, for neurons that
+  promote through a negative activation). ``specific_neurons`` joins it with the ``decoded``
+  rows (every neuron whose own top-k holds the token, exactly) and with the atlas's typical
+  sign and size of each neuron's activation.
 The decoding is a pure function of the weights, so ``cached_run`` reuses a stored
 Result with the same config and weights hash.
 """
@@ -51,7 +59,7 @@ SIDES = ("out", "up", "gate")
 
 @dataclass(frozen=True)
 class DecodingConfig(Config):
-    VERSION = 2  # 2: the out side reads W_write (post-norm gains) and is centred under a final LayerNorm
+    VERSION = 3  # 2: the out side reads W_write (post-norm gains), centred under a final LayerNorm; 3: specificity
     top_k: int = option(20, "tokens kept per neuron and side", flags=("-k",), min=1)
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     sides: tuple[str, ...] = option(SIDES, "out, up, gate", choices=SIDES, nonempty=True)
@@ -126,23 +134,39 @@ def _merge_promoters(promoters: tuple[Tensor, Tensor], scores: Tensor, first: in
 
 @torch.no_grad()
 def decode_block(vectors: Float[Tensor, "neuron d_model"], basis: Float[Tensor, "d_model d_vocab"], k: int,
-                 chunk: int = CHUNK, promoters: tuple[Tensor, Tensor] | None = None, offset: int = 0):
+                 chunk: int = CHUNK, promoters: tuple[Tensor, Tensor] | None = None, offset: int = 0,
+                 specific: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None):
     """Top-k and bottom-k tokens of each vector, in chunks of ``chunk`` vectors.
 
-    Returns ``(top_score, top_id, bottom_score, bottom_id)``, each ``[neuron, k]``. If
+    Returns ``(top_score, top_id, bottom_score, bottom_id, mean, std)``; the first four are
+    ``[neuron, k]``, ``mean``/``std`` are each row's over the vocabulary. If
     ``promoters=(score [k, d_vocab], neuron [k, d_vocab])`` is given (scores sorted
     descending, starting at -inf), it is updated in place with the running top-k
-    neurons per token (neuron ids start at ``offset``).
+    neurons per token (neuron ids start at ``offset``). ``specific=(plus, minus)``, two
+    more such pairs, are updated with the rows' z-scores and negated z-scores.
     """
-    tops, top_ids, bots, bot_ids = [], [], [], []
+    tops, top_ids, bots, bot_ids, means, stds = [], [], [], [], [], []
     basis = basis.to(vectors.dtype)  # once, not per chunk (a no-op when they match)
     for start in range(0, vectors.shape[0], chunk):
         scores = vectors[start:start + chunk] @ basis  # [chunk, d_vocab]
         (ts, ti), (bs, bi) = top_bottom_k(scores, k)
         tops.append(ts), top_ids.append(ti), bots.append(bs), bot_ids.append(bi)
+        std, mean = torch.std_mean(scores, dim=1, keepdim=True)
+        means.append(mean[:, 0]), stds.append(std[:, 0])
         if promoters is not None:
             _merge_promoters(promoters, scores, offset + start)
-    return torch.cat(tops), torch.cat(top_ids), torch.cat(bots), torch.cat(bot_ids)
+        if specific is not None:
+            z = scores.sub_(mean).div_(std.clamp(min=1e-12))  # in place: the scores are not needed after this
+            _merge_promoters(specific[0], z, offset + start)
+            _merge_promoters(specific[1], z.neg_(), offset + start)
+    return (torch.cat(tops), torch.cat(top_ids), torch.cat(bots), torch.cat(bot_ids), torch.cat(means),
+            torch.cat(stds))
+
+
+def _running(k: int, d_vocab: int, device) -> tuple[Tensor, Tensor]:
+    """An empty running top-k per token: (score [k, d_vocab] at -inf, neuron [k, d_vocab])."""
+    return (torch.full((k, d_vocab), -torch.inf, device=device),
+            torch.zeros((k, d_vocab), dtype=torch.long, device=device))
 
 
 def _long_rows(layer: int, side: str, sign: str, scores: Tensor, ids: Tensor) -> dict[str, np.ndarray]:
@@ -191,6 +215,8 @@ def estimate(model, config: DecodingConfig, calibrate: bool) -> preflight.Estima
         scratch = (torch.full((k, V), -torch.inf, device=model.device),
                    torch.zeros((k, V), dtype=torch.long, device=model.device))
         seconds, est.measured_peak = preflight.time_once(model, lambda: decode_block(vectors, basis, k, CHUNK, scratch))
+        if "out" in sides:  # the specificity index: two more running merges on the out side
+            seconds *= 1 + 0.6 / len(sides)
         est.seconds = seconds * units
         est.calibration = f"one layer-side timed: {seconds:.2f} s"
     return est
@@ -204,8 +230,8 @@ def run(model, config: DecodingConfig) -> Result:
     parts: list[dict] = []
     summary: dict[str, list] = {"layer": [], "neuron": []}
     on = {"device": model.device}  # the index is built where the scores are
-    promoters = {side: (torch.full((k, model.d_vocab), -torch.inf, **on),
-                        torch.zeros((k, model.d_vocab), dtype=torch.long, **on)) for side in sides}
+    promoters = {side: _running(k, model.d_vocab, on["device"]) for side in sides}
+    specific = tuple(_running(k, model.d_vocab, model.device) for _ in "+-")
     bases = {side: side_basis(model, side, config.fold_norm).float() for side in sides}  # once, not per layer
     progress = bar(total=len(layers) * len(sides), desc="decoding neurons", unit="layer-side")
     for layer in layers:
@@ -213,14 +239,17 @@ def run(model, config: DecodingConfig) -> Result:
         summary["neuron"].append(np.arange(model.d_mlp, dtype=np.int32))
         for side in sides:
             vectors = side_vectors(model, layer, side, config.fold_norm).float()
-            top_s, top_i, bot_s, bot_i = decode_block(
-                vectors, bases[side], k, CHUNK, promoters[side], offset=layer * model.d_mlp
-            )
+            top_s, top_i, bot_s, bot_i, mean, std = decode_block(
+                vectors, bases[side], k, CHUNK, promoters[side], offset=layer * model.d_mlp,
+                specific=specific if side == "out" else None)
             parts.append(_long_rows(layer, side, "+", top_s, top_i))
             parts.append(_long_rows(layer, side, "-", bot_s, bot_i))
             summary.setdefault(f"{side}_norm", []).append(vectors.norm(dim=1).cpu().numpy())
             summary.setdefault(f"{side}_top", []).append(top_i[:, 0].cpu().numpy())
             summary.setdefault(f"{side}_bottom", []).append(bot_i[:, 0].cpu().numpy())
+            if side == "out":
+                summary.setdefault("out_mean", []).append(mean.cpu().numpy())
+                summary.setdefault("out_std", []).append(std.cpu().numpy())
             progress.update()
     progress.close()
     vocab = np.array(model.vocab, dtype=object)
@@ -233,6 +262,10 @@ def run(model, config: DecodingConfig) -> Result:
     tensors = {}
     for side, (score, neuron) in promoters.items():
         tensors[f"{side}_promoters_score"], tensors[f"{side}_promoters_neuron"] = score.cpu(), neuron.cpu()
+    if "out" in sides:
+        for sign, (score, neuron) in zip("+-", specific):
+            tensors[f"out{sign}_specific_score"] = score.cpu()
+            tensors[f"out{sign}_specific_neuron"] = neuron.to(torch.int32).cpu()
     return Result(
         analysis="lm_head_decoding",
         config=config,
@@ -244,10 +277,21 @@ def run(model, config: DecodingConfig) -> Result:
     )
 
 
-def neurons_for(result: Result, token_id: int, k: int = 10, side: str = "out") -> pd.DataFrame:
-    """Inverted index: the neurons with the highest ``side`` score for ``token_id`` -
+RANKINGS = ("specificity", "raw")
+
+
+def neurons_for(result: Result, token_id: int, k: int = 10, side: str = "out", by: str = "raw",
+                typical: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Inverted index: with ``by="specificity"`` (output side only), ``specific_neurons``; with
+    ``by="raw"``, the neurons with the highest raw ``side`` score for ``token_id`` -
     for ``out``, those whose output direction most promotes the token; for ``up`` /
     ``gate``, those whose input weights the token's embedding excites most."""
+    if by not in RANKINGS:
+        raise InterpError(f"unknown ranking {by!r}: choose specificity or raw")
+    if by == "specificity":
+        if side != "out":
+            raise InterpError(f"the specificity ranking is for the output side, not {side!r}: use by='raw'")
+        return specific_neurons(result, token_id, k, typical)
     key = f"{side}_promoters_neuron"
     if key not in result.tensors:
         raise InterpError(f"this decoding run has no {side!r} side; re-run with sides including {side!r}")
@@ -265,3 +309,107 @@ def neuron_tokens(result: Result, layer: int, neuron: int) -> pd.DataFrame:
     """All decoded rows of one neuron (every side, both signs)."""
     df = result.table("decoded")
     return df[(df.layer == layer) & (df.neuron == neuron)].reset_index(drop=True)
+
+
+OWN_TOP = 10  # a token is among a neuron's own promoted tokens when it ranks within this many
+ACTIVE_SHARE = 0.2  # a side counts for a neuron when it carries at least this share of its firing mass
+
+
+def typical_activation(atlas: Result | None) -> pd.DataFrame | None:
+    """Per neuron of an atlas: its firing mass per sign (``mass_pos``, ``mass_neg``:
+    ``interp.analyses.neurons.atlas.firing_mass``), the sign that carries more (``sign``), and the root
+    mean square of its activation (``rms``); None without an atlas. Computed once per atlas Result."""
+    if atlas is None:
+        return None
+    cached = getattr(atlas, "_typical", None)
+    if cached is not None:
+        return cached
+    from interp.analyses.neurons.atlas import firing_mass
+
+    stats = atlas.table("neurons")
+    L = len(atlas.tensors["layers"])
+    shape = (L, len(stats) // max(L, 1))
+    pos, neg = firing_mass(atlas.tensors["hist"], torch.tensor(stats["max"].to_numpy()).view(shape),
+                           torch.tensor(stats["min"].to_numpy()).view(shape), int(atlas.metrics["tokens"]))
+    pos, neg = pos.flatten().numpy(), neg.flatten().numpy()
+    out = pd.DataFrame({"layer": stats.layer, "neuron": stats.neuron, "sign": np.where(neg > pos, -1, 1),
+                        "mass_pos": pos, "mass_neg": neg, "rms": np.sqrt(stats["var"] + stats["mean"] ** 2)})
+    atlas._typical = out
+    return out
+
+
+def specific_neurons(result: Result, token_id: int, k: int = 10, typical: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The neurons for which ``token_id`` is most specific: ranked first by whether the token is
+    among the neuron's own top ``OWN_TOP`` promoted tokens (or the decoding's ``top_k``, if fewer),
+    then by its weighted z-score.
+
+    Promoted means on a side the neuron fires with: ``out+`` for its positive activations, ``out-``
+    (the tokens its output direction scores lowest) for its negative ones. With an atlas
+    (``typical = typical_activation(atlas)``) a side counts when it carries at least ``ACTIVE_SHARE``
+    of the neuron's firing mass, and the z-score is weighted by that side's firing mass (over the
+    median neuron's), so a neuron that never fires with a sign is not listed on that side, and one that
+    barely fires ranks low. Without an atlas both sides count with weight 1. The z-score is the token's
+    score within the neuron's own distribution over the vocabulary.
+
+    Candidates: every neuron whose own top-k (the decoding's ``top_k``) holds the token on either side,
+    exactly (from ``decoded``), and the ``top_k`` most specific neurons per side from the index.
+    Columns: rank, layer, neuron, side, own_rank (NaN beyond top_k), z, weight, score (z x weight), raw."""
+    if "out+_specific_neuron" not in result.tensors:
+        raise InterpError("this decoding run has no specificity index (it predates it): run `interp decode` "
+                          "again, or rank by the raw score (by='raw')")
+    d_mlp = int(result.metrics["d_mlp"])
+    decoded = result.table("decoded")
+    own = decoded[(decoded.token_id == token_id) & decoded.side.isin(["out+", "out-"])]
+    cand = {}
+    for row in zip(own.layer.to_numpy(), own.neuron.to_numpy(), own.side.astype(str), own["rank"].to_numpy()):
+        cand[(int(row[0]), int(row[1]), row[2])] = int(row[3])
+    for sign in "+-":
+        for flat in result.tensors[f"out{sign}_specific_neuron"][:, token_id].tolist():
+            cand.setdefault((flat // d_mlp, flat % d_mlp, f"out{sign}"), None)
+    columns = ["rank", "layer", "neuron", "side", "own_rank", "z", "weight", "score", "raw"]
+    if not cand:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame([(l, n, s, np.nan if r is None else r) for (l, n, s), r in cand.items()],
+                      columns=["layer", "neuron", "side", "own_rank"])
+    summary = result.table("neurons").set_index(["layer", "neuron"])
+    idx = pd.MultiIndex.from_frame(df[["layer", "neuron"]])
+    mean, std = summary.out_mean.reindex(idx).to_numpy(), summary.out_std.reindex(idx).to_numpy()
+    plus = (df.side == "out+").to_numpy()
+    df["raw"] = _raw_scores(result, df, token_id)
+    df["z"] = np.where(plus, 1, -1) * (df.raw - mean) / np.maximum(std, 1e-12)
+    df["weight"] = 1.0
+    if typical is not None:
+        t = typical.set_index(["layer", "neuron"]).reindex(idx)
+        covered = t["mass_pos"].notna().to_numpy()
+        mass = np.where(plus, t["mass_pos"].to_numpy(), t["mass_neg"].to_numpy())
+        total = (t["mass_pos"] + t["mass_neg"]).to_numpy()
+        median = float(np.median(typical.mass_pos + typical.mass_neg)) or 1.0
+        active = ~covered | (mass >= ACTIVE_SHARE * total)  # neurons outside the atlas's layers: both sides
+        df["weight"] = np.where(covered, mass / median, 1.0)
+        df = df[active]
+    df["score"] = df.z * df.weight
+    df = df.sort_values("score", ascending=False).drop_duplicates(["layer", "neuron"])  # each neuron's best side
+    top_tier = (df.own_rank < min(OWN_TOP, int(result.config.top_k))).to_numpy()
+    df = df.assign(_tier=~top_tier).sort_values(["_tier", "score"], ascending=[True, False]).drop(columns="_tier")
+    df = df.head(k).reset_index(drop=True)
+    df.insert(0, "rank", range(len(df)))
+    return df[columns]
+
+
+def _raw_scores(result: Result, df: pd.DataFrame, token_id: int) -> np.ndarray:
+    """The raw out score of ``token_id`` for each (layer, neuron) of ``df``: from ``decoded`` where the
+    token is in the neuron's lists, else from the z-score index (score = mean + z x std)."""
+    d_mlp = int(result.metrics["d_mlp"])
+    decoded = result.table("decoded")
+    rows = decoded[(decoded.token_id == token_id) & decoded.side.isin(["out+", "out-"])]
+    known = {(int(l), int(n)): float(s) for l, n, s in zip(rows.layer, rows.neuron, rows.score)}
+    summary = result.table("neurons").set_index(["layer", "neuron"])
+    index = {}
+    for sign, factor in (("+", 1.0), ("-", -1.0)):
+        flats = result.tensors[f"out{sign}_specific_neuron"][:, token_id].tolist()
+        zs = result.tensors[f"out{sign}_specific_score"][:, token_id].tolist()
+        for flat, z in zip(flats, zs):
+            key = (flat // d_mlp, flat % d_mlp)
+            row = summary.loc[key]
+            index[key] = float(row.out_mean + factor * z * row.out_std)
+    return np.array([known.get((l, n), index.get((l, n), np.nan)) for l, n in zip(df.layer, df.neuron)])

@@ -78,6 +78,8 @@ class PatchingConfig(Config):
     rules: str = option("default", "LRP rules for relp: default (ln,identity,half), all, or a list")
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     neuron_pos: int = option(-1, "position of the neuron component")
+    neurons: tuple[int, ...] = option((), "neuron indices (in each layer) for the neurons component, e.g. 808,12 "
+                                      "(default: all)", min=0)
     batch_rows: int = option(128, "rows per forward pass in activation patching", min=1)
     workers: int = option(1, "Ray workers for activation patching (needs Ray); 1: in-process",
                           flags=("-w",), min=1)
@@ -88,6 +90,10 @@ class PatchingConfig(Config):
         """The checks that need the model (the fields' own are declared with them)."""
         model.check_layers(list(self.layers))
         Rules.parse(self.rules)
+        bad = [n for n in self.neurons if n >= model.d_mlp]
+        if bad:
+            raise InterpError(f"--neurons {bad[0]} is out of range: {model.spec} has {model.d_mlp} neurons a layer "
+                              f"(0-{model.d_mlp - 1})")
 
 
 @dataclass
@@ -174,13 +180,15 @@ def _sites(model, config, layers) -> dict[tuple[str, int], str]:
     return {(c, l): hook_name(COMPONENTS[c], l) for c in config.components for l in layers}
 
 
-def unit_rows(model, component: str, batch: Batch) -> tuple[Tensor, Tensor]:
-    """(pair, unit) of every patched row of one component: each pair's units in order, positions
-    past a pair's end left out."""
+def unit_rows(model, component: str, batch: Batch, only: tuple[int, ...] = ()) -> tuple[Tensor, Tensor]:
+    """(pair, unit) of every patched row of one component: each pair's units in order (for
+    ``neurons``, only those in ``only`` when it is given), positions past a pair's end left out."""
     B, T = batch.clean.shape
-    U = units(model, component, T)
-    pair = torch.arange(B, device=batch.clean.device).repeat_interleave(U)
-    unit = torch.arange(U, device=batch.clean.device).repeat(B)
+    dev = batch.clean.device
+    chosen = (torch.tensor(sorted(set(only)), dtype=torch.long, device=dev) if only and component == "neurons"
+              else torch.arange(units(model, component, T), device=dev))
+    pair = torch.arange(B, device=dev).repeat_interleave(len(chosen))
+    unit = chosen.repeat(B)
     if component in POSITIONAL:
         keep = unit < batch.lengths[pair]
         pair, unit = pair[keep], unit[keep]
@@ -192,7 +200,7 @@ def activation_items(model, config, batch, layers) -> dict[int, tuple[str, int, 
     ``batch_rows`` patched rows each."""
     items, key = {}, 0
     for component in config.components:
-        n = len(unit_rows(model, component, batch)[0])
+        n = len(unit_rows(model, component, batch, config.neurons)[0])
         for layer in layers:
             for start in range(0, n, config.batch_rows):
                 items[key] = (component, layer, start, min(config.batch_rows, n - start))
@@ -206,7 +214,7 @@ def activation_item(model, item, config: PatchingConfig, batch: Batch, source_ac
     component, layer, start, n = item
     batch, dev = batch.to(model.device), model.device
     site = hook_name(COMPONENTS[component], layer)
-    pair, unit = (t[start:start + n] for t in unit_rows(model, component, batch))
+    pair, unit = (t[start:start + n] for t in unit_rows(model, component, batch, config.neurons))
     base, _ = _runs(config, batch)
     npos = config.neuron_pos % batch.lengths
     metric = metric_fn(config.metric, batch, clean_last.to(dev))
@@ -230,7 +238,7 @@ def activation_scores(model, config, batch, layers, base_metric, source_acts, cl
                                  workers=config.workers, every=config.checkpoint_every, weight=lambda item: item[3],
                                  desc="activation patching", unit="run")
     out = {}
-    rows = {c: unit_rows(model, c, batch) for c in config.components}
+    rows = {c: unit_rows(model, c, batch, config.neurons) for c in config.components}
     for component in config.components:
         for layer in layers:
             out[(component, layer)] = torch.full((B, units(model, component, T)), float("nan"),
@@ -263,6 +271,10 @@ def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
             out[(component, layer)] = contrib.sum((1, 3))
         else:
             out[(component, layer)] = contrib[pairs, npos]
+            if config.neurons:  # the neurons asked for; the rest are left out of the Result, as in activation
+                keep = torch.zeros(out[(component, layer)].shape[1], dtype=torch.bool, device=base.device)
+                keep[list(config.neurons)] = True
+                out[(component, layer)] = out[(component, layer)].masked_fill(~keep, float("nan"))
     return out
 
 

@@ -87,6 +87,13 @@ CASES = [
     (["decode", "-m", "tiny-gpt2", "--sides", "gate"], "has no gate side"),
     (["neurons-for", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
     (["neurons-for", "-m", "tiny-llama", "-t", "a", "--side", "down"], "unknown side 'down'"),
+    (["neurons-for", "-m", "tiny-llama", "-t", "a", "--by", "loud"], "unknown ranking --by 'loud'"),
+    (["card", "0.99999", "-m", "tiny-llama"], "out of range"),
+    (["card", "zero", "-m", "tiny-llama"], "cannot read neuron 'zero'"),
+    (["card", "0.1", "-m", "tiny-llama", "--clamp", "a", "--values", "1,inf"], "not a finite number"),
+    (["card", "0.1", "-m", "tiny-llama", "--verify"], "no stored neuron-level attribution or RelP run"),
+    (["diff", "tiny-gpt2", "-m", "tiny-llama"], "do not line up"),
+    (["diff", "no-such-model-xyz", "-m", "tiny-llama"], "no-such-model-xyz"),
     # clamp and concept
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "value (--value) must be"),
     (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),

@@ -74,8 +74,8 @@ def _patch_config(**kw):
 def _same(a, b):
     for name in a.tables:
         pd.testing.assert_frame_equal(a.table(name), b.table(name))
-    for name in a.tensors:
-        assert torch.equal(a.tensors[name], b.tensors[name]), name
+    for name in a.tensors:  # NaN marks context positions past a window's edge
+        torch.testing.assert_close(a.tensors[name], b.tensors[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
 def test_patching_workers_equal_one_process(tiny_llama):

@@ -110,7 +110,7 @@ def _assert_same(a, b):
     for name in ("neurons", "examples"):
         pd.testing.assert_frame_equal(a.table(name), b.table(name))
     for name in a.tensors:
-        assert torch.equal(a.tensors[name], b.tensors[name]), name
+        torch.testing.assert_close(a.tensors[name], b.tensors[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
 def test_ray_workers_give_the_same_result(tiny_llama, corpus):
@@ -169,3 +169,63 @@ def test_hist_bins_follow_the_edges():
     lower, upper = edges[bins], edges[bins + 1]
     assert torch.all((x >= lower) | torch.isclose(x, lower, rtol=1e-5))
     assert torch.all((x <= upper) | torch.isclose(x, upper, rtol=1e-5))
+
+
+def test_glu_quadrants_and_stored_contexts_equal_brute_force(tiny_llama, corpus):
+    """Each gate/up sign quadrant's share of positions and its top |activation| examples match a dense
+    recording; the stored per-token context activations equal a re-run."""
+    from interp.tracing.reducers import QUADRANTS
+
+    config = _config(corpus)
+    result = interp.run("neuron_atlas", tiny_llama, config, save=False)
+    tokens = plan(tiny_llama, config)
+    L = tiny_llama.n_layers
+    sites = [hook_name(s, l) for l in range(L) for s in ("mlp_pre", "mlp_pre_linear", "mlp_post")]
+    with torch.no_grad(), record(tiny_llama, sites) as acts:
+        tiny_llama(tokens)
+    neurons, ex = result.table("neurons"), result.table("examples")
+    for layer, neuron in [(0, 3), (L - 1, 40)]:
+        gate = acts[hook_name("mlp_pre", layer)].flatten(0, 1)[:, neuron] > 0
+        up = acts[hook_name("mlp_pre_linear", layer)].flatten(0, 1)[:, neuron] > 0
+        post = acts[hook_name("mlp_post", layer)].flatten(0, 1)[:, neuron].float()
+        row = neurons[(neurons.layer == layer) & (neurons.neuron == neuron)].iloc[0]
+        for name, inside in zip(QUADRANTS, (gate & up, gate & ~up, ~gate & up, ~gate & ~up)):
+            assert row[f"share_{name}"] == pytest.approx(float(inside.double().mean()))
+            part = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == name) & (ex.window >= 0)]
+            expected = torch.where(inside, post.abs(), -torch.inf).topk(min(3, int(inside.sum()))).values
+            torch.testing.assert_close(torch.tensor(part.sort_values("rank").activation.abs().values), expected)
+            positions = torch.tensor(part.window.values * 32 + part.pos.values)
+            assert bool(inside[positions].all())
+        stored = contexts(tiny_llama, result, layer, neuron, "top", k=3, width=4)
+        fresh = contexts(tiny_llama, result.__class__(**{**result.__dict__, "tensors": {
+            k: v for k, v in result.tensors.items() if k != "context_acts"}}), layer, neuron, "top", k=3, width=4)
+        for a, b in zip(stored, fresh):
+            assert a["tokens"] == b["tokens"] and a["acts"] == pytest.approx(b["acts"], abs=1e-6)
+
+
+def test_firing_mass_per_sign_from_the_histogram(tiny_llama, corpus):
+    """The histogram's firing mass per sign is close to a dense computation (bin midpoints, within the
+    bins' 1.25x width), and a negative-only neuron's positive mass is zero."""
+    from interp.analyses.neurons.atlas import DENSITY_FRACTION, firing_mass
+
+    config = _config(corpus)
+    result = interp.run("neuron_atlas", tiny_llama, config, save=False)
+    sites = [hook_name("mlp_post", l) for l in range(tiny_llama.n_layers)]
+    with torch.no_grad(), record(tiny_llama, sites) as acts:
+        tiny_llama(plan(tiny_llama, config))
+    dense = torch.stack([acts[s].flatten(0, 1) for s in sites]).double()  # [layer, positions, d_mlp]
+    peak = dense.abs().amax(1)
+    tau = DENSITY_FRACTION * peak
+    stats = result.table("neurons")
+    shape = (tiny_llama.n_layers, tiny_llama.d_mlp)
+    pos, neg = firing_mass(result.tensors["hist"], torch.tensor(stats["max"].values).view(shape),
+                           torch.tensor(stats["min"].values).view(shape), int(result.metrics["tokens"]))
+    want_pos = (dense * (dense >= tau[:, None] * 1.25)).mean(1)  # bins wholly beyond tau (at most 1.25x wide)
+    want_pos_hi = (dense * (dense >= tau[:, None])).mean(1)
+    assert bool((pos >= want_pos / 1.25 - 1e-9).all() and (pos <= want_pos_hi * 1.25 + 1e-9).all())
+    want_neg_hi = (-dense * (dense <= -tau[:, None])).mean(1)
+    assert bool((neg <= want_neg_hi * 1.25 + 1e-9).all())
+    fake = torch.zeros_like(result.tensors["hist"])
+    fake[..., 10] = 5  # every position in one negative bin
+    p, q = firing_mass(fake, torch.full(shape, -1e-9), torch.full(shape, -1.0), 5)
+    assert bool((p == 0).all())

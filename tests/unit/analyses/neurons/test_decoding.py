@@ -50,7 +50,7 @@ def test_planted_embedding_decodes_to_its_token(tiny_llama):
     W_E = tiny_llama.weights.W_E
     vectors = torch.randn(4, tiny_llama.d_model) * 0.01
     vectors[2] = W_E[token] * 10
-    top_s, top_i, _, _ = decode_block(vectors, W_E.T, k=3)
+    top_s, top_i, _, _ = decode_block(vectors, W_E.T, k=3)[:4]
     assert int(top_i[2, 0]) == token
 
 
@@ -81,7 +81,7 @@ def test_blockwise_topk_and_chunked_index_are_exact(v, chunk):
     gen = torch.Generator().manual_seed(v)
     vectors, basis, k = torch.randn(120, 16, generator=gen), torch.randn(16, v, generator=gen), 6
     prom = (torch.full((k, v), -torch.inf), torch.zeros((k, v), dtype=torch.long))
-    ts, ti, bs, bi = decode_block(vectors, basis, k, chunk=chunk, promoters=prom, offset=1000)
+    ts, ti, bs, bi = decode_block(vectors, basis, k, chunk=chunk, promoters=prom, offset=1000)[:4]
     scores = vectors @ basis
     torch.testing.assert_close(ts, scores.topk(k, dim=1).values)
     torch.testing.assert_close(bs, scores.topk(k, dim=1, largest=False).values)
@@ -99,3 +99,65 @@ def test_decoded_table_is_queryable_with_duckdb(tiny_llama):
     decoded = result.table("decoded")
     expected = decoded[(decoded.side == "out+") & (decoded["rank"] == 0) & (decoded.token == "a")]
     assert len(hits) == len(expected) > 0
+
+
+def _brute_force_specificity(model, token: int, own_top: int, typical=None):
+    """Every neuron's signed z-score and own rank for ``token``, ranked as the index ranks them."""
+    import numpy as np
+    import pandas as pd
+
+    basis = side_basis(model, "out", True).float()
+    scores = torch.cat([side_vectors(model, l, "out", True).float() @ basis for l in range(model.n_layers)])
+    std, mean = torch.std_mean(scores, dim=1, keepdim=True)
+    z = (scores - mean) / std
+    rows = []
+    for flat in range(scores.shape[0]):
+        layer, neuron = divmod(flat, model.d_mlp)
+        for side, sign in (("out+", 1), ("out-", -1)):
+            if typical is not None and typical.get((layer, neuron), sign) != sign:
+                continue
+            own = int((sign * scores[flat] > sign * scores[flat, token]).sum())
+            rows.append((layer, neuron, side, own, float(sign * z[flat, token])))
+    df = pd.DataFrame(rows, columns=["layer", "neuron", "side", "own", "z"])
+    df = df.sort_values("z", ascending=False).drop_duplicates(["layer", "neuron"])
+    df["tier"] = np.where(df.own < own_top, 0, 1)
+    return df.sort_values(["tier", "z"], ascending=[True, False])
+
+
+@pytest.mark.parametrize("token", [3, 100, 250])
+def test_specificity_index_equals_brute_force_both_signs(tiny_llama, token):
+    from interp.analyses.neurons.decoding import specific_neurons
+
+    k = 6
+    result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)
+    table = specific_neurons(result, token, k=k)
+    expected = _brute_force_specificity(tiny_llama, token, own_top=k).head(k)
+    assert list(zip(table.layer, table.neuron, table.side.astype(str))) == \
+        list(zip(expected.layer, expected.neuron, expected.side))
+    np_z = torch.tensor(table.z.to_numpy(), dtype=torch.float32)
+    torch.testing.assert_close(np_z, torch.tensor(expected.z.to_numpy(), dtype=torch.float32), atol=1e-4, rtol=1e-4)
+    assert set(table.side.astype(str)) <= {"out+", "out-"}
+
+
+def test_specificity_takes_each_neurons_typical_side(tiny_llama):
+    """A neuron that fires only negative promotes through its out- side: the index lists it there (and
+    not on out+); one that fires only positive, on out+."""
+    import pandas as pd
+
+    from interp.analyses.neurons.decoding import specific_neurons
+
+    k, token = 6, 100
+    result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)
+    n = tiny_llama.n_layers * tiny_llama.d_mlp
+    signs = torch.where(torch.arange(n) % 2 == 0, 1, -1)  # even neurons positive, odd negative
+    typical = pd.DataFrame({"layer": torch.arange(n) // tiny_llama.d_mlp, "neuron": torch.arange(n) % tiny_llama.d_mlp,
+                            "sign": signs, "mass_pos": (signs > 0).float(), "mass_neg": (signs < 0).float(),
+                            "rms": torch.ones(n)})
+    table = specific_neurons(result, token, k=k, typical=typical)
+    flat = table.layer * tiny_llama.d_mlp + table.neuron
+    assert ((flat % 2 == 0) == (table.side.astype(str) == "out+")).all()
+    lookup = {(int(l), int(m)): int(s) for l, m, s in zip(typical.layer, typical.neuron, typical.sign)}
+    expected = _brute_force_specificity(tiny_llama, token, own_top=k, typical=lookup).head(k)
+    assert list(zip(table.layer, table.neuron)) == list(zip(expected.layer, expected.neuron))
+    with pytest.raises(InterpError, match="output side"):
+        neurons_for(result, token, side="up", by="specificity")

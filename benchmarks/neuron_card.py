@@ -1,0 +1,230 @@
+"""Benchmark: the neuron card in a real browser (headless Chromium, Playwright), against today's
+neuron explorer measured in the same run.
+
+Starts the dashboard (one Streamlit process), opens one card per model to load the model and its
+Results (not timed: a process does that once), then for each embedded model:
+
+- URL open: a fresh page load of ``/neuron?model=M&neuron=L.N`` for ``--n`` random neurons, timed
+  until every section is drawn (the last heading is there) and Streamlit is idle
+  (``stApp[data-test-script-state=notRunning]``);
+- switch: inside one open card, type the next neuron and press Enter, timed the same way;
+- baseline: the neuron explorer's URL (``/neuron_explorer?neuron=L.N``) for ``--n-baseline`` of the
+  same neurons, timed until its last section is drawn and Streamlit is idle;
+- sessions: ``--sessions`` browser sessions at once on the first model, each opening ``--per-session``
+  cards and then generating with its own clamp value; every session must see its own clamp's
+  generation (computed here independently), and the server's RSS growth is reported.
+
+    python benchmarks/neuron_card.py                       # both embedded models, 50 neurons each
+    python benchmarks/neuron_card.py --models smollm2-135m --n 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+TIMEOUT = 240_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_dashboard(port: int) -> subprocess.Popen:
+    log = open(ROOT / "runs" / "benchmark-neuron-card-streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("streamlit did not start")
+
+
+async def drawn(page, last: str) -> None:
+    await page.locator(last).wait_for(timeout=TIMEOUT)
+    await page.locator(IDLE).wait_for(timeout=TIMEOUT)
+
+
+async def open_card(browser, url: str, model: str, neuron: str) -> float:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+    started = time.perf_counter()
+    await page.goto(f"{url}/neuron?model={model}&neuron={neuron}", timeout=TIMEOUT)
+    await drawn(page, "#share")
+    seconds = time.perf_counter() - started
+    await page.close()
+    return seconds
+
+
+async def open_explorer(browser, url: str, model: str, neuron: str) -> float:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+    started = time.perf_counter()
+    await page.goto(f"{url}/neuron_explorer?model={model}&neuron={neuron}", timeout=TIMEOUT)
+    await page.get_by_text("Most negative activations").wait_for(timeout=TIMEOUT)
+    await page.locator(IDLE).wait_for(timeout=TIMEOUT)
+    seconds = time.perf_counter() - started
+    await page.close()
+    return seconds
+
+
+async def switches(browser, url: str, model: str, neurons: list[str]) -> list[float]:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+    await page.goto(f"{url}/neuron?model={model}&neuron={neurons[0]}", timeout=TIMEOUT)
+    await drawn(page, "#share")
+    out = []
+    for neuron in neurons[1:]:
+        layer, index = neuron.split(".")
+        box = page.get_by_label("Neuron (layer.index)")
+        started = time.perf_counter()
+        await box.fill(neuron)
+        await box.press("Enter")
+        await page.get_by_text(f"{layer} · {index}", exact=True).wait_for(timeout=TIMEOUT)
+        await page.locator(IDLE).wait_for(timeout=TIMEOUT)
+        out.append(time.perf_counter() - started)
+    await page.close()
+    return out
+
+
+async def session(browser, url: str, model: str, neurons: list[str], value: float, prompt: str) -> dict:
+    """One user: opens cards, then generates with their own clamp; returns timings and what they saw."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = await context.new_page()
+    times = []
+    for neuron in neurons:
+        started = time.perf_counter()
+        await page.goto(f"{url}/neuron?model={model}&neuron={neuron}", timeout=TIMEOUT)
+        await drawn(page, "#share")
+        times.append(time.perf_counter() - started)
+    await page.get_by_label("Prompt", exact=True).fill(prompt)
+    await page.get_by_label("Clamp value", exact=True).fill(f"{value:g}")
+    await page.get_by_role("button", name="Generate with the clamp held").click()
+    seen = page.get_by_text(f"Clamped to {value:g}:", exact=False)
+    await seen.wait_for(timeout=TIMEOUT)
+    await page.locator(IDLE).wait_for(timeout=TIMEOUT)
+    text = await seen.inner_text()
+    await context.close()
+    return {"times": times, "value": value, "text": text}
+
+
+def stats(xs: list[float]) -> str:
+    a = np.array(xs)
+    return f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {a.max():.2f} s (n={len(a)})"
+
+
+def sample_neurons(spec: str, n: int, seed: int) -> list[str]:
+    from interp.models.loading import EMBEDDED_MODELS
+
+    shape = {"smollm2-135m": (30, 1536), "gemma3-270m": (18, 2048)}.get(spec)
+    if shape is None and spec in EMBEDDED_MODELS:
+        raise SystemExit(f"add {spec}'s shape here")
+    rng = random.Random(seed)
+    return [f"{rng.randrange(shape[0])}.{rng.randrange(shape[1])}" for _ in range(n)]
+
+
+async def main(args) -> None:
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_dashboard(port)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            for model in args.models:  # load each model and its Results once (a process does this once)
+                warm = time.perf_counter()
+                for neuron in sample_neurons(model, 2, seed=99):
+                    await open_card(browser, url, model, neuron)
+                print(f"[{model}] warm-up (model load, Results read once): {time.perf_counter() - warm:.1f} s",
+                      flush=True)
+            rss_start = rss_mb(proc.pid)
+            for model in args.models:
+                neurons = sample_neurons(model, args.n, seed=0)
+                opens = [await open_card(browser, url, model, n) for n in neurons]
+                switch = await switches(browser, url, model, sample_neurons(model, args.n + 1, seed=1))
+                base = [await open_explorer(browser, url, model, n) for n in neurons[: args.n_baseline]]
+                cards_same = opens[: args.n_baseline]
+                print(f"[{model}] card, URL open:   {stats(opens)}", flush=True)
+                print(f"[{model}] card, switch:     {stats(switch)}", flush=True)
+                print(f"[{model}] explorer (today), URL open: {stats(base)}", flush=True)
+                print(f"[{model}] ratio explorer / card, median URL open over the same {len(base)} neurons: "
+                      f"{np.median(base) / np.median(cards_same):.2f}x; p95 ratio "
+                      f"{np.percentile(base, 95) / np.percentile(cards_same, 95):.2f}x", flush=True)
+            model = args.models[0]
+            rss_before = rss_mb(proc.pid)
+            values = [float(8 * (i + 1)) for i in range(args.sessions)]
+            prompt = "Let me tell you about"
+            target = sample_neurons(model, 1, seed=7)[0]
+            jobs = [session(browser, url, model, sample_neurons(model, args.per_session, seed=10 + i) + [target],
+                            v, prompt) for i, v in enumerate(values)]
+            started = time.perf_counter()
+            results = await asyncio.gather(*jobs)
+            wall = time.perf_counter() - started
+            rss_after = rss_mb(proc.pid)
+            await browser.close()
+        times = [t for r in results for t in r["times"]]
+        print(f"[{model}] {args.sessions} sessions at once, URL open: {stats(times)}; wall {wall:.1f} s", flush=True)
+        print(f"server RSS: {rss_start:.0f} MB after warm-up, {rss_before:.0f} MB before the sessions, "
+              f"{rss_after:.0f} MB after ({rss_after / rss_before - 1:+.1%} over the sessions)", flush=True)
+        check_isolation(model, target, prompt, results)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def check_isolation(model_spec: str, neuron: str, prompt: str, results: list[dict]) -> None:
+    """Each session's clamped generation equals the one computed here for its own value."""
+    import torch
+
+    from interp.analyses.neurons.clamping import clamped_generation
+    from interp.models import load_model
+
+    model = load_model(model_spec)
+    nid = model.check_neuron(neuron)
+    ok = 0
+    for r in results:
+        with torch.no_grad():
+            _, after = clamped_generation(model, model.to_tokens(prompt), [nid], r["value"], 16)
+        text = after[len(prompt):] if after.startswith(prompt) else after
+        good = text.strip()[:30] in r["text"]
+        ok += good
+        print(f"  session clamp {r['value']:g}: {'own generation' if good else 'MISMATCH'}: {r['text'][:90]!r}")
+    print(f"isolation: {ok} of {len(results)} sessions saw their own clamp's generation", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=lambda s: s.split(","), default=["smollm2-135m", "gemma3-270m"])
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--n-baseline", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--per-session", type=int, default=5)
+    asyncio.run(main(parser.parse_args()))
