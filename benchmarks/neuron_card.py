@@ -103,7 +103,7 @@ async def switches(browser, url: str, model: str, neurons: list[str]) -> list[fl
     out = []
     for neuron in neurons[1:]:
         layer, index = neuron.split(".")
-        box = page.get_by_label("Neuron (layer.index)")
+        box = page.get_by_role("textbox", name="Neuron (layer.index)")
         started = time.perf_counter()
         await box.fill(neuron)
         await box.press("Enter")
@@ -169,11 +169,11 @@ async def main(args) -> None:
             for model in args.models:
                 neurons = sample_neurons(model, args.n, seed=0)
                 opens = [await open_card(browser, url, model, n) for n in neurons]
+                print(f"[{model}] card, URL open:   {stats(opens)}", flush=True)
                 switch = await switches(browser, url, model, sample_neurons(model, args.n + 1, seed=1))
+                print(f"[{model}] card, switch:     {stats(switch)}", flush=True)
                 base = [await open_explorer(browser, url, model, n) for n in neurons[: args.n_baseline]]
                 cards_same = opens[: args.n_baseline]
-                print(f"[{model}] card, URL open:   {stats(opens)}", flush=True)
-                print(f"[{model}] card, switch:     {stats(switch)}", flush=True)
                 print(f"[{model}] explorer (today), URL open: {stats(base)}", flush=True)
                 print(f"[{model}] ratio explorer / card, median URL open over the same {len(base)} neurons: "
                       f"{np.median(base) / np.median(cards_same):.2f}x; p95 ratio "

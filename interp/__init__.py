@@ -4,9 +4,11 @@
     model = interp.load_model("smollm2-135m")
     result = interp.run("top_neurons", model, prompt="The capital of France is")
     result.top("neurons", by="dla", k=5)
+    card = interp.neuron_card(model, "29.808")   # what every stored analysis says about one neuron
 """
 
 from interp.analyses import cached_run, get_analysis, run
+from interp.analyses.neurons.card import neuron_card
 from interp.errors import InterpError
 from interp.models import Model, load_model
 from interp.names import NeuronId, hook_name
@@ -17,6 +19,7 @@ from interp.tracing import Write, ablate, clamp, intervene, patch, record  # (tr
 __version__ = "0.1.0"
 __all__ = [
     "Config", "InterpError", "Model", "NeuronId", "Result", "Write", "ablate", "cached_run", "clamp",
-    "get_analysis", "hook_name", "intervene", "list_runs", "load_model", "load_result", "patch", "record", "run",
+    "get_analysis", "hook_name", "intervene", "list_runs", "load_model", "load_result",
+    "neuron_card", "patch", "record", "run",
     "save_result", "sql",
 ]

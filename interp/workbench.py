@@ -216,8 +216,17 @@ class Workbench:
         """The stored runs on this model's weights, read through this workbench's Result cache."""
         return Store(self.weights_hash, self.result)
 
-    def card(self, neuron: str, sections: Sequence[str] | None = None) -> NeuronCard:
-        """Everything the stored Results say about one neuron (``interp.analyses.neurons.card``)."""
+    @staticmethod
+    def store_stamp() -> tuple:
+        """What the store holds now, cheaply: (its root, the number of runs, their newest modification time).
+        Caches keyed on it are read again when a run is stored or removed."""
+        root = runs_root()
+        times = [p.stat().st_mtime for p in root.glob("*/*/result.json")] if root.is_dir() else []
+        return str(root.resolve()), len(times), max(times, default=0.0)
+
+    def card(self, neuron: str, sections: Sequence[str] | None = None, stamp: tuple | None = None) -> NeuronCard:
+        """Everything the stored Results say about one neuron (``interp.analyses.neurons.card``); ``stamp``
+        (``store_stamp()``) only keys the dashboard's cache."""
         kw = {"sections": tuple(sections)} if sections else {}
         return neuron_card(self.model, neuron, self.store(), **kw)
 

@@ -208,6 +208,7 @@ def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
     headers = [h.value for h in page.header]
     assert headers[:9] == ["Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall",
                            "Causal tracing", "Unlearning edits", "Bigram subnetwork", "Clamp"]
-    assert any("interp atlas -m tiny-llama" in i.value for i in page.info)  # the store has no atlas
+    bodies = [h.proto.body for h in page.get("html")]
+    assert any("Not computed yet" in b and "interp atlas -m tiny-llama" in b for b in bodies)  # no atlas stored
     page.text_input(key="card_neuron").set_value("1.99999").run()
     assert any("out of range" in e.value for e in page.error) and not page.exception

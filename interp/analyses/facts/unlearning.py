@@ -226,8 +226,8 @@ def _neuron_weights(model, layer: int) -> dict[str, Tensor]:
 
 def neuron_changes(model, variant: str, layers: list[int], weights_before: dict, acts_before: dict,
                    forget: list[Item], retain: list[Item]) -> pd.DataFrame:
-    """Per neuron of ``layers``: the relative change of its gate row, up row and down column
-    (``|dW| / |W|``) and its mean last-token activation on the forget and the retain facts,
+    """Per neuron of ``layers`` (the run passes every layer): the relative change of its gate row, up
+    row and down column (``|dW| / |W|``) and its mean last-token activation on the forget and the retain facts,
     before and after the edit."""
     after = {"forget": last_token_acts(model, forget, layers), "retain": last_token_acts(model, retain, layers)}
     parts = []
@@ -276,8 +276,9 @@ def run(model, config: UnlearnConfig) -> Result:
     layers, why = choose_layers(model, forget, config)
     before = _report(model, forget, retain, para, windows)
     original = {n: p.detach().clone() for n, p in model.hf_params.items()}
-    weights_before = {layer: _neuron_weights(model, layer) for layer in layers}  # the card's per-neuron changes
-    acts_before = {"forget": last_token_acts(model, forget, layers), "retain": last_token_acts(model, retain, layers)}
+    every = list(range(model.n_layers))  # the card's per-neuron changes, in every layer (zero where not trained)
+    weights_before = {layer: _neuron_weights(model, layer) for layer in every}
+    acts_before = {"forget": last_token_acts(model, forget, every), "retain": last_token_acts(model, retain, every)}
     changes = []
     base_hash = model.weights_hash
     rows = [{"run": "before", **before, "steps": 0, "seconds": 0.0, "edit": ""}]
@@ -296,7 +297,7 @@ def run(model, config: UnlearnConfig) -> Result:
             rows.append({"run": variant, **_report(model, forget, retain, para, windows), "steps": len(log),
                          "seconds": seconds, "edit": str(edit)})
             logs += [{"run": variant, **e} for e in log]
-            changes.append(neuron_changes(model, variant, layers, weights_before, acts_before, forget, retain))
+            changes.append(neuron_changes(model, variant, every, weights_before, acts_before, forget, retain))
             with torch.no_grad():  # back to the original weights before the next variant
                 for n in names:
                     model.hf_params[n].copy_(original[n])

@@ -396,7 +396,8 @@ def _unlearning(store: Store, nid: NeuronId) -> Section:
     if rows:
         section.data = {"edits": rows}
     elif section.sources:
-        section.missing = f"the stored edits train layers other than {nid.layer}; `interp unlearn --layers {nid.layer}`"
+        section.missing = (f"the stored edits record no change in layer {nid.layer}; "
+                           "`interp unlearn` records every layer")
     elif old:
         section.missing = "the stored unlearning runs predate per-neuron changes: run `interp unlearn` again"
     return section

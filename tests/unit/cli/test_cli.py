@@ -128,7 +128,8 @@ def test_neurons_for_prints_its_table(capsys, monkeypatch):
     code, out, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "3")
     assert code == 0 and "neurons most specific to 'a'" in out and len(out.strip().splitlines()) == 4, err
     assert "in its own list" in out.splitlines()[1]  # the first listed holds 'a' among its own top tokens
-    code, out, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "3", "--by", "raw")
+    code, out, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "3",
+                             "--by", "raw")
     assert code == 0 and "neurons promoting 'a'" in out and len(out.strip().splitlines()) == 4, err
     code, _, err = run_cli(capsys, monkeypatch, "neurons-for", "-m", "tiny-llama", "-t", "a", "--by", "loudest")
     assert code != 0 and "choose specificity or raw" in err
