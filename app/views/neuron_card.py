@@ -101,8 +101,11 @@ if asked:
     prompt, value, n_new = asked
     try:
         out = call("clamp_preview", prompt, (str(nid),), value, k=8, n_generate=int(n_new))
-        st.markdown(f"**Before:** {html.escape(prompt)}*{html.escape(out['before'])}*")
-        st.markdown(f"**Clamped to {value:g}:** {html.escape(prompt)}*{html.escape(out['after'])}*")
+        def one_line(text: str) -> str:  # a generation on one line, its newlines shown as ⏎
+            return html.escape(text).replace("\n", " ⏎ ")
+
+        st.markdown(f"**Before:** {one_line(prompt)} *{one_line(out['before'])}*")
+        st.markdown(f"**Clamped to {value:g}:** {one_line(prompt)} *{one_line(out['after'])}*")
     except Exception as exc:
         show_error(exc)
 
