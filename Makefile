@@ -53,6 +53,7 @@ bench: install
 	$(PY) benchmarks/causal_tracing.py
 	$(PY) benchmarks/neuron_atlas.py
 	$(PY) benchmarks/preflight.py
+	$(PY) benchmarks/neuron_card.py   # headless Chromium (Debian's) over the dashboard: card URL open, switch, 5 sessions
 
 # On a machine with a GPU: the shape-faithful benchmarks (random Llama-3.2-1B and Llama-3.1-8B shapes,
 # bf16, built on the device) and the embedded model on the same device, for the README's GPU column.
