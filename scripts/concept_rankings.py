@@ -40,7 +40,8 @@ def main() -> None:
             rows = neuron_tokens(decoding, layer, index)
             side = "out-" if x["value"] < 0 else "out+"
             tokens = rows[rows.side == side].sort_values("rank").token.head(5).astype(str).tolist()
-            print(f"| {concept!r} | {ranking} | {x['neuron']} ({side}) | {', '.join(map(repr, tokens))} | "
+            shown = ", ".join(map(repr, tokens)).replace("|", "\\|")  # a pipe would end the table cell
+            print(f"| {concept!r} | {ranking} | {x['neuron']} ({side}) | {shown} | "
                   f"{x['mean_p_before']:.2e} | {x['mean_p_after']:.2e} | {x['frac_prompts_raised']:.0%} |", flush=True)
 
 
