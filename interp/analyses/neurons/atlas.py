@@ -49,7 +49,6 @@ from interp.scale import preflight
 from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
 from interp.tracing import record
-from interp.tracing.hooks import hooks
 from interp.tracing.reducers import HIST_EDGES, N_BINS, QUADRANTS, AtlasReducer
 from interp.tracing.stream import stream_batches
 
@@ -160,8 +159,10 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
     B, T, L = min(config.batch_size, n_windows), config.seq_len, len(layers)
     state = L * model.d_mlp * (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8)
     est = preflight.Estimate(
-        "neuron_atlas", str(model.device), forwards=n_batches, units=n_batches,
-        work=f"{n_batches:,} batches of {B} x {T} tokens, {L} layers of {model.d_mlp:,} neurons",
+        # the stored contexts take a second pass over the windows that hold an example: at most every batch again
+        "neuron_atlas", str(model.device), forwards=2 * n_batches, units=n_batches,
+        work=f"{n_batches:,} batches of {B} x {T} tokens (and at most as many again for the stored contexts), "
+             f"{L} layers of {model.d_mlp:,} neurons",
         memory={**preflight.held(model), "forward": preflight.forward_bytes(model, B, T),
                 "reducer": state, "layer in flight": B * T * model.d_mlp * 4 * 6, "corpus": n_windows * T * 8},
         available=preflight.available_memory(model.device),
@@ -174,8 +175,8 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
         reducer = AtlasReducer(L, model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model))
         seconds, est.measured_peak = preflight.time_once(
             model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True))
-        est.seconds = seconds * n_batches
-        est.calibration = f"one batch timed: {seconds:.2f} s"
+        est.seconds = seconds * 2 * n_batches
+        est.calibration = f"one batch timed: {seconds:.2f} s (counted twice: the contexts' pass)"
     return est
 
 
@@ -291,9 +292,11 @@ def context_activations(model, tokens: torch.Tensor, examples: pd.DataFrame, bat
             vals = act.detach().float().cpu()[w[:, None], p.clamp(0, T - 1), torch.tensor(neuron_np[pick])[:, None]]
             out[torch.tensor(pick)] = torch.where(valid, vals, torch.nan)
 
-        sites = [(hook_name("mlp_post", int(l)), lambda act, l=int(l): gather(act, l)) for l in np.unique(layer_np)]
-        with hooks(model, sites):
+        sites = {int(l): hook_name("mlp_post", int(l)) for l in np.unique(layer_np)}
+        with record(model, sites.values()) as acts:
             model(tokens[torch.tensor(batch)].to(model.device))
+        for layer, site in sites.items():
+            gather(acts[site], layer)
         progress.update(len(batch))
     progress.close()
     return index, out
