@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench bench-gpu lint gpu-check
+.PHONY: install run test bench bench-gpu lint gpu-check notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,14 @@ test: install
 	$(VENV)/bin/lint-imports --no-logo   # the layers contract in pyproject.toml: imports point down the data flow
 	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
 
+# The notebooks' full runs, executed in place (committed with these outputs; CI runs them with INTERP_QUICK=1).
+# kaleido renders each plotly figure as a PNG beside the interactive one, so the repository page shows it.
+NOTEBOOKS ?= bigram_subnetworks causal_tracing_unlearning factual_recall relevance_patching
+notebooks: install
+	$(PY) -m pip install -q -e '.[docs]'
+	mkdir -p runs && cp -rn data/results/. runs/
+	for nb in $(NOTEBOOKS); do $(PY) scripts/run_notebook.py notebooks/$$nb.ipynb || exit 1; done
+
 # On a machine with a GPU: the cuda-marked tests, the unit suite on the GPU, and every CLI
 # command with --device cuda on each embedded model; prints (and writes) a summary table.
 gpu-check: install
@@ -51,6 +59,7 @@ bench: install
 	$(PY) benchmarks/patching.py
 	$(PY) benchmarks/factual_recall.py
 	$(PY) benchmarks/causal_tracing.py
+	$(PY) benchmarks/bigram_subnetworks.py
 	$(PY) benchmarks/neuron_atlas.py
 	$(PY) benchmarks/preflight.py
 	$(PY) benchmarks/neuron_card.py   # headless Chromium (Debian's) over the dashboard: card URL open, switch, 5 sessions

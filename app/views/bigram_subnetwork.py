@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from state import call, show_error, workbench
 
-from interp.viz.bigrams import geometry_lines, layout_heatmap, score_bars
+from interp.viz.bigrams import geometry_lines, layout_heatmap, score_bars, sparsity_curve, surprisal_bars
 
 st.title("Bigram subnetwork")
 st.caption("Bigram Subnetworks: Mapping to Next Tokens in Transformer Language Models (Chang & Bergen, 2025) · "
@@ -32,6 +32,17 @@ st.plotly_chart(layout_heatmap(result), width="stretch", key="bg-layout")
 cols = st.columns(2)
 cols[0].plotly_chart(score_bars(result), width="stretch", key="bg-scores")
 cols[1].plotly_chart(geometry_lines(result), width="stretch", key="bg-geometry")
+cols = st.columns(2)
+cols[0].plotly_chart(sparsity_curve(result), width="stretch", key="bg-sparsity")
+surprisal = result.table("surprisal") if "surprisal" in result.tables else None
+if surprisal is None:  # an older run: the paper's measure from `interp bigram-surprisal`
+    later = wb.latest("bigram_surprisal")
+    if later is not None and later.metrics.get("subnetwork_run") == result.run_id:
+        surprisal = later.table("surprisal")
+if surprisal is not None:
+    cols[1].plotly_chart(surprisal_bars(surprisal), width="stretch", key="bg-surprisal")
+else:
+    cols[1].info("The paper's surprisal correlation is not computed for this run yet: `interp bigram-surprisal`.")
 if m.get("overlap"):
     st.markdown("**Overlap with the optimal-pruning subnetwork**: " + ", ".join(
         f"{k.replace('_', ' ')} {v:.3f}" for k, v in m["overlap"].items()))

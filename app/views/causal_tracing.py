@@ -1,4 +1,4 @@
-"""Causal tracing (ROME) and constrained unlearning (SHA256, SemEval-2025 Task 4)."""
+"""Causal tracing (ROME) and unlearning (SHA256's constrained training, NPO, a rank-one edit)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ st.header("Unlearning")
 with st.expander("Unlearn the forget set", expanded=False):
     st.caption("Trains a private copy of the model (the shared one is never edited); about 3 minutes on 2 CPU "
                "cores for the embedded model.")
-    if st.button("Run constrained unlearning"):
+    if st.button("Run unlearning (SHA256, NPO, rank-one)"):
         start_job("unlearn-job", "unlearning")
     job_panel("unlearn-job")
 result = wb.latest("unlearning")
@@ -65,8 +65,8 @@ if len(log):
 st.dataframe(result.table("summary"), hide_index=True)
 
 st.subheader("Ask the original and the edited model")
-variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained") if v in result.metrics],
-                   horizontal=True)
+variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained", "npo", "rank_one")
+                                    if v in result.metrics], horizontal=True)
 prompt = st.text_input("Prompt", "The capital of France is")
 if prompt.strip():
     try:

@@ -8,7 +8,7 @@ import streamlit as st
 from components import job_panel, neuron_link, start_job
 from state import show_error, workbench
 
-from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, mean_scores
+from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, interval_dots, mean_scores, per_pair_boxes
 from interp.workbench import COMPONENTS, METHODS
 
 st.title("Patching")
@@ -22,7 +22,8 @@ with st.expander("Run patching on this model", expanded=False):
     with st.form("patch"):
         c = st.columns(4)
         method = c[0].selectbox("Method", METHODS, index=2)
-        dataset = c[1].text_input("Dataset", "ioi", help="ioi (generated) or a JSONL of clean/corrupt/answer/wrong")
+        dataset = c[1].text_input("Dataset", "ioi",
+                                  help="ioi or ioi-fresh (generated) or a JSONL of clean/corrupt/answer/wrong")
         n = c[2].number_input("Pairs", 1, 256, 8)
         comps = c[3].multiselect("Components", list(COMPONENTS), ["resid", "attn_out", "mlp_out", "heads"])
         if st.form_submit_button("Run") and comps:
@@ -70,6 +71,15 @@ if comparison["faithfulness"] is not None:
                 show_error(exc)
 else:
     st.info("Run activation patching on the same dataset to see faithfulness scatter plots.")
+
+faith = wb.latest("faithfulness")
+if faith is not None:
+    st.subheader(f"Faithfulness with error bars ({faith.config.dataset}, n={faith.config.n})")
+    for note in faith.notes:
+        st.caption(note)
+    cols = st.columns(2)
+    cols[0].plotly_chart(interval_dots(faith), width="stretch", key="faith-intervals")
+    cols[1].plotly_chart(per_pair_boxes(faith), width="stretch", key="faith-pairs")
 
 st.subheader("Top neurons of an MLP layer")
 layer = st.selectbox("MLP layer", list(range(n_layers)), index=n_layers - 1)

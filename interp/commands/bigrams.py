@@ -1,4 +1,4 @@
-"""``interp bigram``."""
+"""``interp bigram`` and ``interp bigram-surprisal``."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def _bigram(r) -> None:
 config_command("bigram", "bigram_subnetworks", _bigram,
                help="Learn a bigram subnetwork (continuous sparsification); sufficiency, necessity, location, "
                     "geometry.")
+
+
+def _surprisal(r) -> None:
+    for note in r.notes:
+        typer.echo(note)
+    typer.echo(f"stored at {r.path}")
+
+
+config_command("bigram-surprisal", "bigram_surprisal", _surprisal,
+               help="The bigram paper's measure on a stored subnetwork: Pearson r of its per-token surprisal with "
+                    "bigram surprisal on held-out text, against the full model and random subnetworks.")

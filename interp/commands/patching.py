@@ -1,4 +1,4 @@
-"""``interp patch`` and ``interp patch-compare``."""
+"""``interp patch``, ``interp patch-compare`` and ``interp faithfulness``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,22 @@ def _patch(r) -> None:
 
 config_command("patch", "patching", _patch,
                help="Score components by activation, attribution or relevance patching (RelP).")
+
+
+def _faithfulness(r) -> None:
+    typer.echo(f"faithfulness to activation patching on {r.config.dataset} (n={r.config.n}); stored at {r.path}")
+    t = r.table("summary")
+    for row in t.itertuples():
+        typer.echo(f"  {row.method:<11} {row.component:<9} Pearson {row.pearson:.3f} [{row.pearson_lo:.3f}, "
+                   f"{row.pearson_hi:.3f}]  Spearman {row.spearman:.3f} [{row.spearman_lo:.3f}, "
+                   f"{row.spearman_hi:.3f}]  per pair median {row.per_pair_median:.3f}")
+    for note in r.notes[1:]:
+        typer.echo(f"  {note}")
+
+
+config_command("faithfulness", "faithfulness", _faithfulness,
+               help="AtP and RelP against activation patching: pooled and per-pair correlations, bootstrap "
+                    "intervals over pairs, RelP's gain (from stored patching runs).")
 
 
 @app.command("patch-compare")

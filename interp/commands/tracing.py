@@ -19,7 +19,7 @@ def _trace(r) -> None:
 def _unlearn(r) -> None:
     for note in r.notes:
         typer.echo(note)
-    for variant in ("constrained", "unconstrained"):
+    for variant in ("constrained", "unconstrained", "npo", "rank_one"):
         if variant in r.metrics:
             typer.echo(f"{variant} model: interp info --model {r.metrics[variant]['edit']}")
     typer.echo(f"stored at {r.path}")
@@ -28,5 +28,5 @@ def _unlearn(r) -> None:
 config_command("trace", "causal_tracing", _trace,
                help="ROME-style causal tracing: the indirect effect of restoring each (layer, token).")
 config_command("unlearn", "unlearning", _unlearn,
-               help="Constrained unlearning: forget facts by training a few MLPs; edited weights saved as a "
-                    "model spec.")
+               help="Unlearning: SHA256's constrained MLP training beside NPO and a subject-keyed rank-one edit; "
+                    "edited weights saved as model specs.")

@@ -14,7 +14,7 @@ A context is "covered" when it occurs at least ``min_count`` times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -31,6 +31,7 @@ class BigramTable:
     unigram: Tensor  # [V] counts of each token as a successor
     context: Tensor  # [V] counts of each token as a context
     beta: float = 1.0
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_tokens(self) -> int:
@@ -40,17 +41,28 @@ class BigramTable:
         return (self.unigram.double() + 1) / (self.n_tokens + self.d_vocab)
 
     def dist(self, cur: Tensor) -> Tensor:
-        """``P(. | x)`` for each context ``x`` in ``cur`` (any shape): ``[..., V]``, float32."""
-        flat = cur.flatten().cpu()
-        uniq, inverse = flat.unique(return_inverse=True)
-        uni = self.p_unigram()
-        rows = torch.empty(len(uniq), self.d_vocab, dtype=torch.float64)
-        for i, x in enumerate(uniq.tolist()):
-            lo, hi = int(self.row_ptr[x]), int(self.row_ptr[x + 1])
-            row = self.beta * uni.clone()
-            row[self.next[lo:hi]] += self.counts[lo:hi].double()
-            rows[i] = row / (self.context[x].double() + self.beta)
-        return rows[inverse].float().view(*cur.shape, self.d_vocab).to(cur.device)
+        """``P(. | x)`` for each context ``x`` in ``cur`` (any shape): ``[..., V]``, float32, on ``cur``'s device.
+        Vectorised (one scatter of the observed pairs into unigram-smoothed rows); the arithmetic is float64
+        as in the loop it replaced, so the values are bit-identical (``benchmarks/bigram_subnetworks.py``)."""
+        t = self._on(cur.device)  # built where the batch is (on a GPU, the paper's 32 x 128 batches are cheap)
+        uniq, inverse = cur.flatten().long().unique(return_inverse=True)
+        rows = (self.beta * t["uni"])[None].repeat(len(uniq), 1)  # [contexts, V], float64
+        lo, n = t["row_ptr"][uniq], t["row_ptr"][uniq + 1] - t["row_ptr"][uniq]
+        row = torch.repeat_interleave(torch.arange(len(uniq), device=cur.device), n)  # each pair's context row
+        start = torch.repeat_interleave(n.cumsum(0) - n, n)
+        pair = torch.arange(len(row), device=cur.device) - start + torch.repeat_interleave(lo, n)  # into next/counts
+        rows.index_put_((row, t["next"][pair]), t["counts"][pair], accumulate=True)
+        rows /= (t["context"][uniq] + self.beta)[:, None]
+        return rows[inverse].float().view(*cur.shape, self.d_vocab)
+
+    def _on(self, device) -> dict[str, Tensor]:
+        """The tables on ``device`` (float64 counts), built once per device."""
+        key = str(device)
+        if key not in self._cache:
+            self._cache[key] = {"uni": self.p_unigram().to(device), "row_ptr": self.row_ptr.long().to(device),
+                                "next": self.next.long().to(device), "counts": self.counts.double().to(device),
+                                "context": self.context.double().to(device)}
+        return self._cache[key]
 
     def coverage(self, min_count: int = 5) -> dict:
         seen = self.context > 0

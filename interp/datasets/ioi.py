@@ -8,7 +8,8 @@ name C, so nothing in the context singles out the indirect object.
 - ``answer`` is IO, ``wrong`` is S; the metric is ``logit[IO] - logit[S]``.
 - Only names, places and objects that are one token (with their leading space) for
   this model's tokenizer are used, so clean and corrupt prompts have equal length.
-- Words and templates live in ``data/ioi/vocab.json``.
+- Words and templates live in ``data/ioi/vocab.json``; its ``fresh_templates`` (dataset ``ioi-fresh``) are a
+  second pair set, written apart from the first, for checking a figure against the template set.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ def single_token_words(model, words: list[str]) -> list[str]:
     return [w for w in words if len(model.encode(w, prepend_bos=False)) == 1]
 
 
-def ioi_pairs(model, n: int = 16, seed: int = 0, templates: list[str] | None = None) -> list[Pair]:
-    """``n`` ABC-corrupted IOI pairs for ``model``, drawn under ``seed``."""
+def ioi_pairs(model, n: int = 16, seed: int = 0, templates: list[str] | None = None,
+              template_set: str = "templates") -> list[Pair]:
+    """``n`` ABC-corrupted IOI pairs for ``model``, drawn under ``seed``, from ``templates`` or the vocabulary's
+    ``template_set`` (``templates``, the builtin eight; ``fresh_templates``, eight written later as a second set)."""
     if n < 1:
         raise InterpError(f"need at least one IOI pair, got n={n}")
     vocab = json.loads(VOCAB.read_text())
-    templates = templates or vocab["templates"]
+    templates = templates or vocab[template_set]
     words = {k: single_token_words(model, vocab[k]) for k in ("names", "places", "objects")}
     if len(words["names"]) < 3 or not words["places"] or not words["objects"]:
         raise InterpError(

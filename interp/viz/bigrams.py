@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.viz import figures_for
 
@@ -38,6 +39,45 @@ def geometry_lines(result) -> go.Figure:
     return fig
 
 
+def sparsity_curve(result) -> go.Figure:
+    """Kept share and bigram fit against steps, from the run's log: was it still falling when it stopped?"""
+    log = result.table("log").dropna(subset=["kept"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("share of weights kept (s > 0)", "training loss (soft CE)"))
+    for i, (mask, df) in enumerate(log.groupby("mask", sort=False)):
+        color = px.colors.qualitative.Plotly[i]
+        fig.add_trace(go.Scatter(x=df.step, y=df.kept, name=f"{mask}: kept", line={"color": color}), 1, 1)
+        fig.add_trace(go.Scatter(x=df.step, y=df.loss, name=f"{mask}: loss", line={"color": color, "dash": "dot"}),
+                      1, 2)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title_text="step")
+    m = result.metrics
+    fig.update_layout(title=f"Sparsity curve: {m['steps']} steps, {m['kept_fraction']:.1%} kept at the end", height=360)
+    return fig
+
+
+def surprisal_bars(table) -> go.Figure:
+    """Pearson r of per-token surprisal with bigram surprisal, per model (random subnetworks: mean and range)."""
+    long = table.melt(id_vars=["model", "seed"], value_vars=["pearson_dropped", "pearson_max"], var_name="infinite",
+                      value_name="pearson")
+    long["infinite"] = long.infinite.map({"pearson_dropped": "dropped", "pearson_max": "replaced by the max"})
+    agg = long.groupby(["model", "infinite"], sort=False).pearson.agg(["mean", "min", "max"]).reset_index()
+    agg["plus"], agg["minus"] = agg["max"] - agg["mean"], agg["mean"] - agg["min"]
+    fig = px.bar(agg, x="model", y="mean", color="infinite", barmode="group", text_auto=".3f", error_y="plus",
+                 error_y_minus="minus",
+                 labels={"mean": "Pearson r with bigram surprisal"})
+    fig.update_layout(title="Surprisal vs bigram surprisal on held-out text", height=360, yaxis_range=[0, 1])
+    return fig
+
+
 @figures_for("bigram_subnetworks")
 def bigram_figures(result) -> dict:
-    return {"layout": layout_heatmap(result), "scores": score_bars(result), "geometry": geometry_lines(result)}
+    out = {"layout": layout_heatmap(result), "scores": score_bars(result), "geometry": geometry_lines(result),
+           "sparsity": sparsity_curve(result)}
+    if "surprisal" in result.tables:
+        out["surprisal"] = surprisal_bars(result.table("surprisal"))
+    return out
+
+
+@figures_for("bigram_surprisal")
+def surprisal_figures(result) -> dict:
+    return {"surprisal": surprisal_bars(result.table("surprisal"))}

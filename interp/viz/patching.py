@@ -79,3 +79,32 @@ def correlation_bars(table: pd.DataFrame, value: str = "pearson") -> go.Figure:
     fig.update_layout(yaxis_range=[min(0.0, float(df[value].min()) - 0.05), 1.05], height=380,
                       title="Faithfulness to activation patching")
     return fig
+
+
+def interval_dots(result) -> go.Figure:
+    """A faithfulness Result: pooled Pearson and Spearman per component and method, with bootstrap intervals."""
+    t = result.table("summary")
+    long = pd.concat([t.assign(measure=k, value=t[k], plus=t[f"{k}_hi"] - t[k], minus=t[k] - t[f"{k}_lo"])
+                      for k in ("pearson", "spearman")], ignore_index=True)
+    fig = px.scatter(long, x="component", y="value", color="method", facet_col="measure", error_y="plus",
+                     error_y_minus="minus",
+                     labels={"value": "correlation with activation patching"})
+    fig.update_traces(marker={"size": 10})
+    c = result.config
+    fig.update_layout(title=f"Faithfulness on {c.dataset} (n={c.n}), {c.level:.0%} bootstrap intervals over pairs",
+                      height=380, yaxis_range=[-0.2, 1.05])
+    return fig
+
+
+def per_pair_boxes(result) -> go.Figure:
+    """A faithfulness Result: the distribution of per-pair Pearson correlations, per component and method."""
+    pp = result.table("per_pair")
+    fig = px.box(pp, x="component", y="pearson", color="method", points="all",
+                 labels={"pearson": "per-pair Pearson with activation patching"})
+    fig.update_layout(title="One correlation per pair", height=380)
+    return fig
+
+
+@figures_for("faithfulness")
+def faithfulness_figures(result) -> dict:
+    return {"intervals": interval_dots(result), "per pair": per_pair_boxes(result)}

@@ -62,11 +62,13 @@ POSITIONAL = ("resid", "attn_out", "mlp_out")
 METHODS = ("activation", "attribution", "relp")
 METRICS = ("logit_diff", "prob", "kl")
 DIRECTIONS = ("denoising", "noising")
+IOI_SETS = {"ioi": "templates", "ioi-fresh": "fresh_templates"}  # generated pair sets -> their templates
 
 
 @dataclass(frozen=True)
 class PatchingConfig(Config):
-    dataset: str = option("ioi", "ioi (generated) or a JSONL of clean/corrupt/answer/wrong", flags=("-d",))
+    dataset: str = option("ioi", "ioi or ioi-fresh (generated from the builtin or the fresh templates) or a JSONL "
+                          "of clean/corrupt/answer/wrong", flags=("-d",))
     n: int = option(16, "pairs (the first n of a file; 0 = all)", min=0)
     method: str = option("relp", "activation, attribution or relp", choices=METHODS)
     components: tuple[str, ...] = option(("resid", "attn_out", "mlp_out", "heads"),
@@ -362,10 +364,10 @@ def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estima
 
 
 def load_pairs_for(model, config: PatchingConfig) -> list[Pair]:
-    if config.dataset == "ioi":
+    if config.dataset in IOI_SETS:
         from interp.datasets.ioi import ioi_pairs
 
-        return ioi_pairs(model, n=config.n, seed=config.seed)
+        return ioi_pairs(model, n=config.n, seed=config.seed, template_set=IOI_SETS[config.dataset])
     from interp.datasets.prompts import load_pairs
 
     pairs = load_pairs(config.dataset)

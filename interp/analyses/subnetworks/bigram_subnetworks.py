@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from interp.analyses.base import register
+from interp.analyses.subnetworks.surprisal import heldout_windows, surprisal_metrics, surprisal_rows
 from interp.datasets.bigrams import BigramTable, count_bigrams
 from interp.datasets.corpus import load_corpus, token_windows
 from interp.errors import InterpError
@@ -48,6 +49,7 @@ MIN_TOKENS = 2000
 
 @dataclass(frozen=True)
 class BigramConfig(Config):
+    VERSION = 2  # 2: the paper's surprisal correlation on held-out text
     corpus: str = option("stdlib-docs+sampled:8192",
                          "text for the bigram counts and the training windows", flags=("-c",))
     corpus_tokens: int = option(60_000, "tokens of the corpus to count and train on", min=1)
@@ -63,6 +65,7 @@ class BigramConfig(Config):
     random_seeds: int = option(3, "random subnetworks of the same size to compare with", min=0)
     optimal_pruning: bool = option(True, "also train the optimal-pruning mask to compare with")
     checkpoint_every: int = option(20, "steps between checkpoints (0: off)", min=0)
+    heldout_tokens: int = option(8192, "held-out tokens (after corpus_tokens) for the surprisal correlation", min=64)
     NOT_IDENTITY = ("checkpoint_every",)
 
 
@@ -149,8 +152,8 @@ def layout(model, hard: dict[str, Tensor]) -> pd.DataFrame:
 
 def random_like(hard: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
     """A random subnetwork of the same expected size: each weight kept with probability ``fraction``."""
-    gen = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(k.shape, generator=gen) < fraction for n, k in hard.items()}
+    gen = torch.Generator().manual_seed(seed)  # drawn in name order: the same masks from a stored run
+    return {n: torch.rand(hard[n].shape, generator=gen) < fraction for n in sorted(hard)}
 
 
 def _scores(model, windows: Tensor, table: BigramTable) -> dict:
@@ -219,6 +222,12 @@ def run(model, config: BigramConfig) -> Result:
         logs += [{"mask": "bigram", **e} for e in log]
         hard = {n: k.cpu() for n, k in masks.hard().items()}
         scores, geo, fraction = evaluate(model, masks, hard, held, table, config)
+        try:
+            heldout = heldout_windows(model, config.corpus, config.corpus_tokens, config.heldout_tokens,
+                                      config.seq_len)
+            surprisal = surprisal_rows(model, masks, hard, heldout, table, config.random_seeds, random_like)
+        except InterpError as exc:  # a corpus with nothing past the counted tokens: said in the notes
+            surprisal, no_surprisal = None, str(exc)
         overlap = {}
         if config.optimal_pruning:
             masks.load_logits({n: torch.full_like(m.logits, config.init) for n, m in masks.masks.items()})
@@ -254,6 +263,7 @@ def run(model, config: BigramConfig) -> Result:
         "sufficiency_kl": {m: float(sc.loc[m, "bigram_kl"]) for m in ("full", "subnetwork", "random subnetwork")},
         "necessity_lm_loss": {m: float(sc.loc[m, "lm_loss"]) for m in ("full", "complement", "random complement")},
         "overlap": overlap,
+        "surprisal": surprisal_metrics(surprisal) if surprisal is not None else {},
     }
     notes = [f"Corpus {config.corpus!r}: Python's docs plus text sampled from the model, a proxy for its training "
              f"data; {metrics['coverage']['n_tokens']:,} tokens, {metrics['coverage']['contexts_covered']:,} "
@@ -261,10 +271,18 @@ def run(model, config: BigramConfig) -> Result:
              f"CPU protocol: {config.steps} steps max of {config.batch_size} x {config.seq_len} tokens, mask lr "
              f"{config.lr}, T x{config.t_mult} per step, lam {config.lam} (paper: 15k steps of 32 x 128, lr 5e-5, "
              "T x1.001)."]
+    if surprisal is None:
+        notes.append(f"No surprisal correlation: {no_surprisal}")
+    else:
+        sub, full = metrics["surprisal"]["subnetwork"], metrics["surprisal"]["full"]
+        notes.append(f"Surprisal vs bigram surprisal on held-out text (Pearson r, infinite dropped / replaced by the "
+                     f"max): subnetwork {sub['pearson_dropped']:.3f} / {sub['pearson_max']:.3f}, full model "
+                     f"{full['pearson_dropped']:.3f} / {full['pearson_max']:.3f}.")
     kept_idx = {f"kept/{n}": pack(k) for n, k in hard.items()}
     return Result(
         analysis="bigram_subnetworks", config=config, provenance=provenance(model, config),
-        tables={"layout": where, "scores": scores, "geometry": geo, "log": pd.DataFrame(logs)},
+        tables={"layout": where, "scores": scores, "geometry": geo, "log": pd.DataFrame(logs),
+                **({"surprisal": surprisal} if surprisal is not None else {})},
         tensors={**kept_idx, "bigram/row_ptr": table.row_ptr, "bigram/next": table.next,
                  "bigram/counts": table.counts, "bigram/unigram": table.unigram, "bigram/context": table.context},
         metrics=metrics, notes=notes)

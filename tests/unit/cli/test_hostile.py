@@ -142,6 +142,13 @@ CASES = [
     (["unlearn", "-m", "tiny-llama", "--steps", "0"], "steps (--steps) must be at least 1, got 0"),
     (["unlearn", "-m", "tiny-llama", "--forget", "MISSING.jsonl"], "'MISSING.jsonl' does not exist"),
     # bigram subnetworks
+    (["unlearn", "-m", "tiny-llama", "--methods", "forgetting"], "methods (--methods): 'forgetting' is not one of"),
+    (["unlearn", "-m", "tiny-llama", "--npo-beta", "0"], "npo_beta (--npo-beta) must be more than 0, got 0"),
+    (["faithfulness", "-m", "tiny-llama", "--n-boot", "3"], "n_boot (--n-boot) must be at least 10, got 3"),
+    (["faithfulness", "-m", "tiny-llama", "--methods", "activation"], "methods (--methods): 'activation' is not one"),
+    (["faithfulness", "-m", "tiny-llama", "-d", "ioi", "--n", "3"], "no stored activation patching of resid"),
+    (["bigram-surprisal", "-m", "tiny-llama"], "no stored bigram subnetwork for tiny-llama"),
+    (["bigram-surprisal", "-m", "tiny-llama", "--subnetwork", "nope"], "no stored run 'nope'"),
     (["bigram", "-m", "tiny-llama", "--lr", "-1"], "lr (--lr) must be more than 0, got -1"),
     (["bigram", "-m", "tiny-llama", "--batch-size", "0"], "batch_size (--batch-size) must be at least 1, got 0"),
     (["bigram", "-m", "tiny-llama", "--params", "brain"], "params (--params): 'brain' is not one of"),

@@ -50,7 +50,9 @@ def test_only_chosen_mlps_change_and_the_model_is_restored(sets):
     edited = load_model(result.metrics["constrained"]["edit"])
     changed = {n for n, p in edited.hf_params.items() if not torch.equal(p, original[n])}
     assert changed and changed <= names  # frozen parameters are bit-identical
-    assert set(result.table("summary").run) == {"before", "constrained", "unconstrained"}
+    assert set(result.table("summary").run) == {"before", "constrained", "unconstrained", "npo", "rank_one"}
+    npo = load_model(result.metrics["npo"]["edit"])
+    assert {n for n, p in npo.hf_params.items() if not torch.equal(p, original[n])} <= names
     unconstrained = load_model(result.metrics["unconstrained"]["edit"])
     assert any(".layers.0." in n for n, p in unconstrained.hf_params.items() if not torch.equal(p, original[n]))
 
@@ -90,3 +92,64 @@ def test_semeval_format(tmp_path):
                     '{"id": "2", "input": "Who wrote Y?", "output": " Ann", "task": "t", "split": "retain"}\n')
     assert [i.prompt for i in load_items(str(path), "forget")] == ["Who wrote X?"]
     assert [i.answer for i in load_items(str(path), "retain")] == [" Ann"]
+
+
+def planted(tmp_path, forget_n: int = 1):
+    """A tiny model's own top predictions as facts: ``forget_n`` to forget, the rest unrelated ones to keep."""
+    model = load_model("tiny-llama")
+    items = known_items(model)
+    return model, write(tmp_path / "f.jsonl", items[:forget_n]), write(tmp_path / "r.jsonl", items[forget_n:])
+
+
+def test_npo_forgets_the_planted_fact_and_keeps_the_unrelated_ones(tmp_path):
+    model, forget, retain = planted(tmp_path)
+    r = interp.run("unlearning", model, forget=forget, retain=retain, layers=[0, 1], methods=("npo",),
+                   baseline=False, steps=40, npo_lr=3e-3, target_forget_acc=0.0, corpus_tokens=256, seq_len=32)
+    m = r.metrics["npo"]
+    assert m["forget_acc"] == 0.0 and m["retain_kept"] >= 0.8
+    log = r.table("log")
+    assert set(log.run) == {"npo"} and log.forget_ce.iloc[-1] > log.forget_ce.iloc[0]
+
+
+def test_rank_one_edit_changes_only_w_out_of_the_chosen_layer_by_exactly_rank_one(tmp_path):
+    from interp.analyses.facts.rank_one import out_param_name
+
+    model, forget, retain = planted(tmp_path)
+    original = {n: p.detach().clone() for n, p in model.hf_params.items()}
+    r = interp.run("unlearning", model, forget=forget, retain=retain, layers=[1], methods=("rank_one",),
+                   baseline=False, steps=60, rank_lr=0.1, target_forget_acc=0.0, corpus_tokens=256, seq_len=32)
+    m = r.metrics["rank_one"]
+    assert m["forget_acc"] == 0.0 and m["retain_kept"] >= 0.8
+    assert all(torch.equal(p, original[n]) for n, p in model.hf_params.items())  # restored
+    edited = load_model(m["edit"])
+    changed = {n for n, p in edited.hf_params.items() if not torch.equal(p, original[n])}
+    target = out_param_name(model, 1)
+    assert changed == {target}
+    diff = (edited.hf_params[target] - original[target]).double()
+    s = torch.linalg.svdvals(diff)
+    assert s[0] > 0 and s[1] / s[0] < 1e-5  # exactly rank one, up to float32 rounding of the baked weight
+
+
+def test_rank_one_direction_is_unit_on_its_key_and_small_on_other_keys():
+    from interp.analyses.facts.rank_one import directions
+
+    gen = torch.Generator().manual_seed(0)
+    acts = torch.randn(500, 16, generator=gen)
+    moment = (acts.T @ acts / len(acts))[None]
+    keys = acts[:3][None]
+    u = directions(keys, moment, reg=0.01)
+    assert torch.allclose((u * keys).sum(-1), torch.ones(1, 3), atol=1e-5)
+    others = acts[3:] @ u[0].T  # [497, 3]: other tokens' activations move the edit far less
+    assert others.abs().mean() < 0.3
+
+
+def test_protected_keys_get_no_part_of_the_edit():
+    from interp.analyses.facts.rank_one import directions
+
+    gen = torch.Generator().manual_seed(1)
+    acts = torch.randn(400, 16, generator=gen)
+    moment = (acts.T @ acts / len(acts))[None]
+    keys, protect = acts[:2][None], acts[2:6][None]
+    u = directions(keys, moment, reg=0.01, protect=protect)
+    assert torch.allclose((u * keys).sum(-1), torch.ones(1, 2), atol=1e-5)
+    assert (protect[0] @ u[0].T).abs().max() < 1e-5  # the retain keys see nothing of it
