@@ -52,7 +52,7 @@ def _patching(runs: list[Result]) -> dict[str, str]:
 
     by_method = {}
     for r in runs:
-        if list(r.config.components) != ["neurons"]:
+        if list(r.config.components) != ["neurons"] and r.config.dataset == "ioi":  # the builtin pairs' component runs
             by_method.setdefault(r.metrics["method"], r)
     if "activation" not in by_method:
         return {}
@@ -134,6 +134,8 @@ def headlines(results: Iterable[Result]) -> dict[str, str]:
     for r in sorted(results, key=lambda r: r.provenance.get("created", ""), reverse=True):
         if r.analysis == "patching":
             patching.append(r)
+        elif r.analysis == "unlearning" and r.config.forget != "builtin:forget":
+            continue  # the table compares the builtin split
         else:
             newest.setdefault(r.analysis, r)
     out: dict[str, str] = {}
