@@ -2,7 +2,7 @@
 
 For each embedded model: AtP, RelP and activation patching on the builtin IOI pairs (committed earlier) and on
 the fresh-template pairs (``ioi-fresh``, 8 pairs: MLP outputs and heads, the slow activation runs cut to those
-two; SmolLM2 only), and at the neuron level (8 pairs): activation patching of ``hook_post`` at the last position
+two), and at the neuron level (8 pairs): activation patching of ``hook_post`` at the last position
 for three late layers (Gemma: two), on 32 (Gemma: 24) neurons drawn at random (seed 0) plus the 8 with the
 largest mean |AtP| in each of those layers, against all-neuron AtP and RelP runs on the same pairs. Then ``interp faithfulness`` on each set. Stored runs
 are reused (cached).
@@ -21,9 +21,8 @@ from interp.storage import load_result, newest_run
 
 # builtin IOI: the pairs of the committed runs; fresh: 8 pairs (activation patching is the slow part: 2-8 forward
 # passes a second on 2 cores); neurons: 8 pairs, late layers, random neurons plus each layer's top 8 by |AtP|.
-# (Gemma's fresh set is left out here: its activation patching would take about 25 more minutes on 2 cores)
 SETS = {"smollm2-135m": {"n": 16, "fresh_n": 8, "neuron_n": 8, "layers": (16, 24, 29), "random": 32},
-        "gemma3-270m": {"n": 8, "fresh_n": 0, "neuron_n": 8, "layers": (13, 17), "random": 24}}
+        "gemma3-270m": {"n": 8, "fresh_n": 8, "neuron_n": 8, "layers": (13, 17), "random": 24}}
 
 
 def neuron_sample(model, n: int, layers, n_random: int) -> tuple[int, ...]:
