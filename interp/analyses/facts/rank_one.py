@@ -43,17 +43,22 @@ def out_param_name(model, layer: int) -> str:
 
 
 @torch.no_grad()
-def subject_keys(model, prompts: list[str], subjects: list[str],
-                 layers: list[int]) -> Float[Tensor, "layer fact d_mlp"]:
-    """Each prompt's neuron activations at its subject's last token, per layer."""
+def acts_at(model, prompts: list[str], layers: list[int],
+            positions: list[int] | None = None) -> Float[Tensor, "layer prompt d_mlp"]:
+    """Each prompt's neuron activations (``hook_post``) at one position (default: its last token), per layer."""
     batch = model.batch(prompts)
-    pos = torch.tensor([subject_positions(model, p, s)[-1] for p, s in zip(prompts, subjects)],
-                       device=batch.tokens.device)
+    pos = batch.lengths - 1 if positions is None else torch.tensor(positions, device=batch.tokens.device)
     sites = [hook_name("mlp_post", l) for l in layers]
     with record(model, sites) as acts:
         model(batch.tokens)
     rows = torch.arange(len(prompts), device=pos.device)
     return torch.stack([acts[s][rows, pos].float() for s in sites])
+
+
+def subject_keys(model, prompts: list[str], subjects: list[str],
+                 layers: list[int]) -> Float[Tensor, "layer fact d_mlp"]:
+    """Each prompt's neuron activations at its subject's last token, per layer."""
+    return acts_at(model, prompts, layers, [subject_positions(model, p, s)[-1] for p, s in zip(prompts, subjects)])
 
 
 @torch.no_grad()

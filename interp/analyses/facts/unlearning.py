@@ -55,11 +55,9 @@ from interp.datasets.prompts import DATA_DIR, Fact, SemEvalItem, resolve
 from interp.errors import InterpError, scrub
 from interp.metrics import lm_loss
 from interp.models.loading import save_edit
-from interp.names import hook_name
 from interp.paths import runs_root
 from interp.progress import bar
 from interp.result import Config, Result, option, provenance
-from interp.tracing import record
 from interp.tracing.rank_update import rank_updates
 
 METHODS = ("sha256", "npo", "rank_one")
@@ -277,15 +275,9 @@ def choose_layers(model, forget: list[Item], config) -> tuple[list[int], str]:
     return sorted(traced.metrics["mlp_peak_layers"][: config.top_layers]), "causal tracing"
 
 
-@torch.no_grad()
 def last_token_acts(model, items: list[Item], layers: list[int]) -> Tensor:
     """The mean activation of every neuron of ``layers`` at the prompts' last token: ``[layer, d_mlp]``."""
-    batch = model.batch([it.prompt for it in items])
-    sites = [hook_name("mlp_post", l) for l in layers]
-    rows = torch.arange(len(items), device=batch.tokens.device)
-    with record(model, sites) as acts:
-        model(batch.tokens)
-    return torch.stack([acts[s][rows, batch.lengths - 1].float().mean(0).cpu() for s in sites])
+    return r1.acts_at(model, [it.prompt for it in items], layers).mean(1).cpu()
 
 
 def _neuron_weights(model, layer: int) -> dict[str, Tensor]:

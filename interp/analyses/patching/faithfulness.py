@@ -180,11 +180,15 @@ def bootstrap(both: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: floa
     return out
 
 
+def _only(both: pd.DataFrame, components) -> pd.DataFrame:
+    return both if components is None else both[both.component.isin(components)]
+
+
 def intervals(truth, approx, n_boot: int = 1000, seed: int = 0, level: float = 0.95, force: bool = False,
-              spearman_boot: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per component: pooled Pearson and Spearman with bootstrap intervals over pairs, and the per-pair
-    correlations' median and quartiles; and the per-pair table itself."""
-    both = joined(truth, approx, force)
+              spearman_boot: int | None = None, components=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per component (all shared ones, or ``components``): pooled Pearson and Spearman with bootstrap intervals
+    over pairs, and the per-pair correlations' median and quartiles; and the per-pair table itself."""
+    both = _only(joined(truth, approx, force), components)
     pp = per_pair(both)
     rows = []
     for component, df in both.groupby("component", sort=False):
@@ -197,10 +201,11 @@ def intervals(truth, approx, n_boot: int = 1000, seed: int = 0, level: float = 0
     return pd.DataFrame(rows), pp
 
 
-def gains(truth, first, second, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+def gains(truth, first, second, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+          components=None) -> pd.DataFrame:
     """Per component: ``second``'s pooled Pearson minus ``first``'s against ``truth``, on the same bootstrap
     resamples of pairs (paired), with its interval and the share of resamples where it is above zero."""
-    a, b = joined(truth, first), joined(truth, second)
+    a, b = _only(joined(truth, first), components), _only(joined(truth, second), components)
     both = a.merge(b[KEYS + ["score_b"]], on=KEYS, suffixes=("_1", "_2"))
     rows = []
     for component, df in both.groupby("component", sort=False):
@@ -258,13 +263,12 @@ def run(model, config: FaithfulnessConfig) -> Result:
         used[component] = {"activation": truth.run_id, **{m: r.run_id for m, r in runs.items()}}
         for method, r in runs.items():
             table, pp = intervals(truth, r, config.n_boot, config.seed, config.level,
-                                  spearman_boot=config.spearman_boot)
-            table = table[table.component == component].assign(method=method)
-            summaries.append(table)
-            pairs.append(pp[pp.component == component].assign(method=method))
+                                  spearman_boot=config.spearman_boot, components=[component])
+            summaries.append(table.assign(method=method))
+            pairs.append(pp.assign(method=method))
         if {"attribution", "relp"} <= set(runs):
-            g = gains(truth, runs["attribution"], runs["relp"], config.n_boot, config.seed, config.level)
-            gain_rows.append(g[g.component == component])
+            gain_rows.append(gains(truth, runs["attribution"], runs["relp"], config.n_boot, config.seed,
+                                   config.level, components=[component]))
     summary = pd.concat(summaries, ignore_index=True)
     summary = summary[["method", *[c for c in summary.columns if c != "method"]]]
     gain = pd.concat(gain_rows, ignore_index=True) if gain_rows else pd.DataFrame(
