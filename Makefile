@@ -37,7 +37,8 @@ run: install
 # Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.
 test: install
 	$(VENV)/bin/ruff check interp app tests benchmarks
-	$(VENV)/bin/lint-imports --no-logo   # the layers contract in pyproject.toml: imports point down the data flow
+	$(VENV)/bin/lint-imports --no-logo   # pyproject.toml: layers, independent technique folders, no cycles
+	$(PY) scripts/stale_figures.py       # README benchmark figures whose timed files changed since measured
 	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
 
 # The notebooks' full runs, executed in place (committed with these outputs; CI runs them with INTERP_QUICK=1).

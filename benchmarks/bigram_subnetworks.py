@@ -52,7 +52,8 @@ def main() -> None:
     import torch
 
     import interp
-    from interp.analyses.subnetworks.bigram_subnetworks import soft_ce, stored_table
+    from interp.analyses.subnetworks.bigram_subnetworks import soft_ce
+    from interp.analyses.subnetworks.read import stored_table
     from interp.tracing.masks import masked
 
     run = sorted(glob.glob("data/results/bigram_subnetworks/*-smollm2-135m-*"))[-1]

@@ -27,11 +27,16 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1536)
     ap.add_argument("--sample", type=int, default=256)
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--full-only", action="store_true", help="only the whole `interp decode` (the README's figure)")
     args = ap.parse_args()
+    full_decode("smollm2-135m")
+    if args.full_only:
+        return
 
     import interp
     from interp.analyses.base import cached_run
-    from interp.analyses.neurons.decoding import decode_block, neurons_for, side_basis, side_vectors
+    from interp.analyses.neurons.decoding import decode_block, side_basis, side_vectors
+    from interp.analyses.neurons.read import neurons_for
 
     model = interp.load_model("smollm2-135m")
     basis = side_basis(model, "out", True).float().contiguous()
@@ -82,6 +87,27 @@ def main() -> None:
     stored = interp.load_result(decoding.path)
     neurons_for(stored, model.token_id(" Paris"), k=10)
     print(f"  'neurons-for \" Paris\"' from the stored Result: {time.perf_counter() - t:.2f} s (load + look-up)")
+
+
+def full_decode(spec: str) -> None:
+    """``interp decode`` as `make run` builds it (every side, both indexes), end to end without saving."""
+    import os
+    import sys
+
+    import interp
+
+    model = interp.load_model(spec)
+    t = time.perf_counter()
+    interp.run("lm_head_decoding", model, save=False)
+    seconds = time.perf_counter() - t
+    print(f"{spec}: the full decoding (`interp decode`: output, up and gate sides, raw and specificity indexes) "
+          f"{seconds:.0f} s")
+    sys.path.insert(0, os.path.dirname(__file__))
+    from record import save
+
+    save(f"decode-{spec}", f"{seconds / 60:.1f} min ({spec}, whole `interp decode`)",
+         {"seconds": round(seconds, 1)}, "python benchmarks/lm_head_decoding.py --full-only",
+         ["benchmarks/lm_head_decoding.py", "interp/analyses/neurons/decoding.py"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """Benchmark: atlas throughput against plain forward passes, and its memory at two corpus sizes.
 
-    python benchmarks/neuron_atlas.py [--batches 16] [--sizes 10000 100000]
+    python benchmarks/neuron_atlas.py [--batches 16] [--sizes 10000 100000] [--models smollm2-135m gemma3-270m]
+
+The headline is the whole command, ``interp atlas`` as it runs (every pass: the streamed reducers with the
+GLU quadrants, and the stored-contexts pass), timed end to end without saving, against plain forward passes
+over the same tokens measured in the same run, on each model; it is recorded in
+``benchmarks/results/atlas-<model>.json``.
 
 Measured in one run on the embedded model (all 30 layers, 8 x 128-token batches of stdlib-docs):
 - throughput: tokens/s of the atlas loop (record all neurons + the streaming reducers)
@@ -37,7 +42,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=16)  # as many as `make run`'s atlas: the first batches cost more
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"])
     args = ap.parse_args()
+    for spec in args.models:
+        whole_command(spec, args.batches)
 
     import interp
     from interp.analyses.neurons.atlas import AtlasConfig, plan
@@ -77,6 +85,39 @@ def main() -> None:
     if len(rss) > 1:
         lo, hi = min(args.sizes), max(args.sizes)
         print(f"  RSS growth {lo:,} -> {hi:,} tokens: {rss[hi] / rss[lo] - 1:+.1%}")
+
+
+def whole_command(spec: str, batches: int) -> None:
+    """``interp atlas`` end to end (every pass and reducer, no save) against plain forward passes over the same
+    windows, both measured here, plain first (after one warm-up batch)."""
+    import interp
+    from interp.analyses.neurons.atlas import AtlasConfig, plan
+
+    model = interp.load_model(spec)
+    config = AtlasConfig(corpus="stdlib-docs", n_tokens=batches * 8 * 128, checkpoint_every=0)
+    tokens = plan(model, config)
+    with torch.no_grad():
+        model(tokens[:8])  # warm-up
+        t = time.perf_counter()
+        for b in range(0, len(tokens), 8):
+            model(tokens[b:b + 8])
+        plain = time.perf_counter() - t
+    t = time.perf_counter()
+    interp.run("neuron_atlas", model, config, save=False)
+    whole = time.perf_counter() - t
+    n = tokens.numel()
+    ratio = plain / whole
+    print(f"{spec}: `interp atlas` (all passes) over {n:,} tokens {whole:.1f} s ({n / whole:.0f} tok/s); plain "
+          f"forward {plain:.1f} s ({n / plain:.0f} tok/s): {ratio:.2f}x the plain forward's throughput")
+    sys.path.insert(0, os.path.dirname(__file__))
+    from record import save
+
+    save(f"atlas-{spec}", f"{ratio:.2f}× a plain forward ({spec}, whole `interp atlas`)",
+         {"ratio": round(ratio, 3), "atlas_s": round(whole, 2), "plain_s": round(plain, 2), "tokens": n,
+          "atlas_tok_s": round(n / whole), "plain_tok_s": round(n / plain)},
+         f"python benchmarks/neuron_atlas.py --models {spec} --sizes", [
+             "benchmarks/neuron_atlas.py", "interp/analyses/neurons/atlas.py", "interp/tracing/reducers.py",
+             "interp/tracing/stream.py", "interp/tracing/hooks.py"])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def main() -> None:
     import interp
     from interp.analyses.patching.engine import PatchingConfig
     from interp.analyses.patching.engine import run as patching
-    from interp.analyses.patching.faithfulness import compare
+    from interp.analyses.patching.read import compare
 
     model = interp.load_model(args.model)
     comps = tuple(c.strip() for c in args.components.split(","))
@@ -52,8 +52,10 @@ def main() -> None:
     print("\ncorrelation with activation patching (pooled over pairs x layers x units):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.save:
-        for method, result in results.items():
-            print("saved", result.save(f"{args.save}/patching/{result.run_id}-{method}"))
+        from interp.storage import save_result
+
+        for result in results.values():  # the store's layout: DIR/patching/<run_id> (the name is the run id)
+            print("saved", save_result(result, f"{args.save}/patching/{result.run_id}"))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,14 @@ OLMo 2: ``g ⊙ y / rms(y)``), a neuron's (or head's) share is read with that no
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import InterpError
+from interp.names import hook_name
 from interp.tracing import intervene
 
 
@@ -93,6 +97,20 @@ def neuron_dla(model, layer: int, acts: Float[Tensor, "... d_mlp"], scale: Float
     return acts.float()[..., :, None] * scale[..., None] * per_neuron
 
 
+def neuron_dla_at(model, acts: dict, layer: int, at, dirs: Float[Tensor, "d_model n"]) -> Float[Tensor, "... d_mlp n"]:
+    """Per-neuron DLA read from a ``record``-ed forward: ``acts`` holds ``mlp_post``/``mlp_raw_out`` of
+    ``layer`` and ``final_in``; ``at`` indexes the positions (e.g. ``(rows, last)`` or ``(0, -1)``). The
+    final norm's and any MLP post-norm's scales are frozen at their values there (``neuron_dla``)."""
+    scale = final_scale(model, acts[hook_name("final_in")][at])
+    post = post_scale(model, layer, acts[hook_name("mlp_raw_out", layer)][at])
+    return neuron_dla(model, layer, acts[hook_name("mlp_post", layer)][at], scale, dirs, post)
+
+
+def dla_sites(model, layers) -> list[str]:
+    """The hook names ``neuron_dla_at`` reads for these layers."""
+    return [hook_name(s, l) for l in layers for s in ("mlp_post", "mlp_raw_out")] + [hook_name("final_in")]
+
+
 def lm_loss(model, windows: Int[Tensor, "batch pos"], batch_size: int = 32, writes=()) -> float:
     """Mean next-token cross-entropy over ``windows`` (with intervention ``writes`` applied, e.g. a fix)."""
     total, count = 0.0, 0
@@ -126,3 +144,55 @@ DLA_TOLERANCE = 1e-3  # |sum of components - logit| above this times (1 + |logit
 def dla_tolerance(logit_size: float) -> float:
     """The decomposition tolerance for logits of magnitude up to ``logit_size`` (float32 sums)."""
     return DLA_TOLERANCE * (1 + abs(logit_size))
+
+
+# --- answers and agreement ----------------------------------------------------------------------
+
+def score_facts(model, facts, batch_size: int = 32) -> pd.DataFrame:
+    """One row per fact (``interp.datasets.prompts.Fact``): the answer's first token, the model's prediction,
+    and whether it is right (rank 0)."""
+    if not facts:
+        raise InterpError("no facts given: the facts file is empty")
+    rows = []
+    for start in range(0, len(facts), batch_size):
+        chunk = facts[start:start + batch_size]
+        batch = model.batch([f.prompt for f in chunk])
+        with torch.no_grad():
+            logits = model(batch.tokens)[torch.arange(len(chunk), device=model.device), batch.last].float()
+        probs = logits.softmax(-1)
+        for i, f in enumerate(chunk):
+            ids = model.continuation(f.prompt, f.answer)  # the answer as it follows the prompt
+            answer = ids[0]
+            rank = int((logits[i] > logits[i, answer]).sum())
+            rows.append({**f.to_dict(), "answer_id": answer, "answer_token": model.token_str(answer),
+                         "multi_token": len(ids) > 1,
+                         "predicted": model.token_str(int(logits[i].argmax())), "rank": rank,
+                         "correct": rank == 0, "p_answer": float(probs[i, answer]),
+                         "logit": float(logits[i, answer])})
+    return pd.DataFrame(rows)
+
+
+def ranks(x) -> np.ndarray:
+    """Average ranks (ties share the mean of their ranks), 1-based."""
+    _, inverse, counts = np.unique(np.asarray(x, dtype=float), return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+
+
+def pearson(a, b) -> float:
+    """Pearson's r of two score vectors; NaN when either is constant or they have under two values."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def correlation(a, b, method: str = "pearson") -> float:
+    """Agreement of two score vectors: ``pearson``, or ``spearman`` (Pearson of the average ranks). The one
+    definition every score table is compared with (patching runs, Verify, surprisal)."""
+    if method == "spearman":
+        return pearson(ranks(a), ranks(b))
+    if method != "pearson":
+        raise InterpError(f"unknown correlation {method!r}: choose pearson or spearman")
+    return pearson(a, b)

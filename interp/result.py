@@ -15,10 +15,12 @@ carry ``help`` (``option(default, "help")``), from which the CLI builds its opti
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import platform
+import subprocess
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -148,6 +150,23 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the interp checkout that computed a Result (``+dirty`` with uncommitted changes to
+    tracked files), or None outside a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def provenance(model, config: Config | None = None) -> dict:
     """Where a Result came from: the model and its weights, the seed, every version that matters."""
     return {
@@ -160,6 +179,7 @@ def provenance(model, config: Config | None = None) -> dict:
         "seed": config.seed if config is not None else None,
         "analysis_version": config.VERSION if config is not None else None,
         "interp": _version("interp"),
+        "git_commit": git_commit(),
         "torch": torch.__version__,
         "transformer_lens": _version("transformer-lens"),
         "transformers": _version("transformers"),

@@ -24,7 +24,6 @@ Long analyses run as jobs (``submit``): a background thread with progress and ca
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,17 +35,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.analyses.base import cached_run, get_analysis, run
-from interp.analyses.facts.factual_recall import FactualConfig
-from interp.analyses.facts.factual_recall import run as decompose_facts
-from interp.analyses.neurons.atlas import active_on_text, contexts
-from interp.analyses.neurons.card import NeuronCard, Store, neuron_card, verify_patching
-from interp.analyses.neurons.clamping import clamped_generation, dose_response, next_token_table, sweep_values
-from interp.analyses.neurons.decoding import neuron_tokens, neurons_for, typical_activation
-from interp.analyses.neurons.diff import diff_models
-from interp.analyses.patching.engine import COMPONENTS as PATCH_COMPONENTS
-from interp.analyses.patching.faithfulness import compare
-from interp.analyses.subnetworks.bigram_subnetworks import stored_mask, stored_table
-from interp.datasets.prompts import Fact
+from interp.analyses.facts import read as facts
+from interp.analyses.neurons import read as neurons
+from interp.analyses.patching import read as patching
+from interp.analyses.subnetworks import read as subnetworks
 from interp.errors import InterpError
 from interp.jobs import Job, JobRunner
 from interp.models import load_model
@@ -55,18 +47,13 @@ from interp.models.loading import EDIT_FILE, EMBEDDED, EMBEDDED_MODELS
 from interp.names import NeuronId
 from interp.paths import runs_root
 from interp.result import Result
-from interp.storage import list_runs, load_result, newest_run
-from interp.tracing.masks import masked
+from interp.storage import list_runs, load_result, newest_run, store_stamp
 
 __all__ = ["COMPONENTS", "DEFAULT_MODEL", "EMBEDDED_MODELS", "METHODS", "InterpError", "Job", "Workbench"]
 DEFAULT_MODEL = EMBEDDED
 
-# analyses that change weights while they run: they get the private model
-CHANGES_WEIGHTS = ("unlearning", "bigram_subnetworks")
-# patching runs are comparable when these config fields agree
-PATCHING_KEY = ("dataset", "n", "seed", "metric", "direction", "neuron_pos")
-METHODS = ("activation", "attribution", "relp")
-COMPONENTS = tuple(PATCH_COMPONENTS)
+METHODS = patching.METHODS
+COMPONENTS = tuple(patching.COMPONENTS)
 
 
 def _mtime(path: str | Path) -> float:
@@ -125,7 +112,8 @@ class Workbench:
         return result
 
     def runs(self, analysis: str | None = None, this_model: bool = False) -> pd.DataFrame:
-        """The stored runs (newest first), optionally only those on this model's weights."""
+        """The stored runs (newest first), optionally only those on this model's weights. The index is read
+        again only when the store changed (``store_stamp``)."""
         df = list_runs(analysis)
         return df[df.weights_hash == self.weights_hash] if this_model and len(df) else df
 
@@ -155,30 +143,23 @@ class Workbench:
         typical = None
         if by == "specificity":
             atlas = self.atlas_path()
-            typical = typical_activation(self.result(atlas)) if atlas else None
-        return neurons_for(self.decoding(), self.token_id(token), k, side, by=by, typical=typical)
+            typical = neurons.typical_activation(self.result(atlas)) if atlas else None
+        return neurons.neurons_for(self.decoding(), self.token_id(token), k, side, by=by, typical=typical)
 
     def neuron_decoding(self, neuron: str) -> pd.DataFrame:
         """Every decoded row of one neuron (side, rank, token, score)."""
         nid = self.check_neuron(neuron)
-        return neuron_tokens(self.decoding(), nid.layer, nid.index)
+        return neurons.neuron_tokens(self.decoding(), nid.layer, nid.index)
 
     def neuron_norms(self, neuron: str) -> dict:
         """The neuron's weight norms per side, its layer's median of each, and its top promoted token."""
         nid = self.check_neuron(neuron)
-        summary = self.decoding().table("neurons")
-        layer = summary[summary.layer == nid.layer]
-        row = layer[layer.neuron == nid.index].iloc[0]
-        sides = [c.removesuffix("_norm") for c in summary.columns if c.endswith("_norm")]
-        return {"norms": {s: float(row[f"{s}_norm"]) for s in sides},
-                "layer_median": {s: float(layer[f"{s}_norm"].median()) for s in sides},
-                "top_promoted": str(row["out_top"])}
+        return neurons.neuron_summary(self.decoding(), nid.layer, nid.index)
 
     def layer_neurons(self, layer: int) -> pd.DataFrame:
         """One layer's neurons by output-weight norm, with their top decoded tokens."""
         self.model.check_layer(layer)
-        summary = self.decoding().table("neurons")
-        return summary[summary.layer == layer].sort_values("out_norm", ascending=False)
+        return neurons.layer_summary(self.decoding(), layer)
 
     def atlas_path(self) -> str | None:
         return self.latest_path("neuron_atlas")
@@ -186,49 +167,47 @@ class Workbench:
     def neuron_activity(self, atlas_path: str, neuron: str) -> dict | None:
         """The atlas's statistics of one neuron (None when the atlas lacks its layer)."""
         nid = self.check_neuron(neuron)
-        atlas = self.result(atlas_path)
-        if nid.layer not in atlas.tensors["layers"].tolist():
-            return None
-        stats = atlas.table("neurons")
-        return stats[(stats.layer == nid.layer) & (stats.neuron == nid.index)].iloc[0].to_dict()
+        return neurons.atlas_row(self.result(atlas_path), nid.layer, nid.index)
 
-    def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int = 10, width: int = 12) -> list[dict]:
-        """The atlas's top (bottom) examples of a neuron, re-run for per-token activations."""
+    def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int = 10,
+                 width: int | None = None) -> list[dict]:
+        """The atlas's top (bottom) examples of a neuron with per-token activations ``width`` tokens either
+        side (default: the width the atlas stored, so no forward pass runs)."""
         nid = self.check_neuron(neuron)
-        return contexts(self.model, self.result(atlas_path), nid.layer, nid.index, which, k=k, width=width)
+        atlas = self.result(atlas_path)
+        width = neurons.stored_width(atlas) if width is None else width
+        return neurons.contexts(self.model, atlas, nid.layer, nid.index, which, k=k, width=width)
 
     def active_on_text(self, text: str, k: int = 3, atlas_path: str | None = None) -> pd.DataFrame:
         """Per token of ``text``, the neurons that fire most (relative to their atlas max, with an atlas)."""
-        return active_on_text(self.model, text, k=k, atlas=self.result(atlas_path) if atlas_path else None)
+        return neurons.active_on_text(self.model, text, k=k, atlas=self.result(atlas_path) if atlas_path else None)
 
     def clamp_preview(self, prompt: str, neurons: Sequence[str], value: float, k: int = 8, n_generate: int = 0) -> dict:
         """Next-token probabilities before and after clamping (the union of both top-``k``), and
         greedy continuations with the clamp held."""
         nids = [self.check_neuron(n) for n in neurons]
-        out = {"table": next_token_table(self.model, prompt, nids, value, k=k), "before": None, "after": None}
+        out = {"table": neurons.next_token_table(self.model, prompt, nids, value, k=k), "before": None, "after": None}
         if n_generate:
-            out["before"], out["after"] = clamped_generation(self.model, self.model.to_tokens(prompt), nids, value,
-                                                             n_generate)
+            out["before"], out["after"] = neurons.clamped_generation(self.model, self.model.to_tokens(prompt), nids,
+                                                                     value, n_generate)
         return out
 
     # --- the neuron card ---------------------------------------------------------------------------
-    def store(self) -> Store:
+    def store(self) -> neurons.Store:
         """The stored runs on this model's weights, read through this workbench's Result cache."""
-        return Store(self.weights_hash, self.result)
+        return neurons.Store(self.weights_hash, self.result)
 
     @staticmethod
     def store_stamp() -> tuple:
-        """What the store holds now, cheaply: (its root, the number of runs, their newest modification time).
-        Caches keyed on it are read again when a run is stored or removed."""
-        root = runs_root()
-        times = [p.stat().st_mtime for p in root.glob("*/*/result.json")] if root.is_dir() else []
-        return str(root.resolve()), len(times), max(times, default=0.0)
+        """What the store holds now, cheaply (``interp.storage.store_stamp``): caches keyed on it are read
+        again when a run is stored, replaced or removed."""
+        return store_stamp()
 
-    def card(self, neuron: str, sections: Sequence[str] | None = None, stamp: tuple | None = None) -> NeuronCard:
+    def card(self, neuron: str, sections: Sequence[str] | None = None,
+             stamp: tuple | None = None) -> neurons.NeuronCard:
         """Everything the stored Results say about one neuron (``interp.analyses.neurons.card``); ``stamp``
         (``store_stamp()``) only keys the dashboard's cache."""
-        kw = {"sections": tuple(sections)} if sections else {}
-        return neuron_card(self.model, neuron, self.store(), **kw)
+        return neurons.neuron_card(self.model, neuron, self.store(), sections=tuple(sections) if sections else None)
 
     def dose_response(self, neuron: str, target: str, values: Sequence[float] | None = None,
                       prompts: Sequence[str] | None = None) -> pd.DataFrame:
@@ -238,13 +217,13 @@ class Workbench:
         if values is None:
             atlas = self.atlas_path()
             stats = self.neuron_activity(atlas, str(nid)) if atlas else None
-            values = sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
+            values = neurons.sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
         kw = {"prompts": tuple(prompts)} if prompts else {}
-        return dose_response(self.model, [nid], target, values, **kw)
+        return neurons.dose_response(self.model, [nid], target, values, **kw)
 
     def verify_patching(self, neuron: str, run_path: str, k: int = 5) -> dict:
         """Activation patching of the neuron and its layer's top-``k`` by the stored run's score (stored)."""
-        return verify_patching(self.model, neuron, self.result(run_path), k=k)
+        return patching.verify_patching(self.model, neuron, self.result(run_path), k=k)
 
     def diff(self, other_spec: str, k: int = 50) -> pd.DataFrame:
         """The neurons whose weights (and, with both atlases, typical activation) changed most between
@@ -252,8 +231,8 @@ class Workbench:
         other = self._other_model(other_spec)
         mine = self.atlas_path()
         theirs = newest_run("neuron_atlas", other.weights_hash)
-        return diff_models(self.model, other, self.result(mine) if mine else None,
-                           self.result(theirs) if theirs else None, k=k)
+        return neurons.diff_models(self.model, other, self.result(mine) if mine else None,
+                                   self.result(theirs) if theirs else None, k=k)
 
     def _other_model(self, spec: str):
         if self._edited is None or self._edited[0] != str(spec):
@@ -264,52 +243,23 @@ class Workbench:
     # --- facts ----------------------------------------------------------------------------------
     def decompose_fact(self, prompt: str, subject: str, answer: str) -> Result:
         """The factual-recall decomposition of one fact (not stored)."""
-        config = FactualConfig(only_correct=False, top_heads=5, batch_size=1)
-        return decompose_facts(self.model, config, facts=[Fact(prompt, subject, answer, "custom")])
+        return facts.decompose_fact(self.model, prompt, subject, answer)
 
     # --- patching -------------------------------------------------------------------------------
     def patching_groups(self) -> dict[str, list[str]]:
-        """Stored patching runs on this model, grouped by what makes them comparable (dataset,
-        pairs, seed, metric, direction, neuron position): ``{key: [paths, newest first]}``."""
-        df = self.runs("patching", this_model=True)
-        groups: dict[str, list[str]] = {}
-        for path, cfg in zip(df.path, df.config) if len(df) else []:
-            config = json.loads(cfg)
-            key = json.dumps({k: config.get(k) for k in PATCHING_KEY})
-            groups.setdefault(key, []).append(str(path))
-        return groups
+        """Stored patching runs on this model, grouped by what makes them comparable
+        (``interp.analyses.patching.read.RUN_KEY``): ``{key: [paths, newest first]}``."""
+        return patching.groups(self.runs("patching", this_model=True))
 
     def patching_comparison(self, key: str) -> dict:
         """For one comparable group: the newest run per method (skipping neuron-only runs where a
         full run exists) as paths, and the faithfulness table of each method against activation."""
-        paths = self.patching_groups().get(key, [])
-        results = [self.result(p) for p in paths]
-        main = [r for r in results if list(r.config.components) != ["neurons"]] or results
-        newest: dict[str, str] = {}
-        for r in main:
-            newest.setdefault(r.metrics["method"], str(r.path))
-        methods = [m for m in METHODS if m in newest]
-        table = None
-        if "activation" in newest and len(methods) > 1:
-            truth = self.result(newest["activation"])
-            table = pd.concat([compare(truth, self.result(newest[m])).assign(method=m)
-                               for m in methods if m != "activation"], ignore_index=True)
-        return {"methods": methods, "paths": newest, "faithfulness": table}
+        return patching.comparison([self.result(p) for p in self.patching_groups().get(key, [])])
 
     def layer_neuron_scores(self, key: str, layer: int, k: int = 10) -> tuple[str, pd.DataFrame] | None:
         """The top neurons of one MLP layer by mean patching score, from a stored neurons run of
         the group (``(method, table)``), or None when there is none."""
-        for path in self.patching_groups().get(key, []):
-            r = self.result(path)
-            if "neurons" not in r.config.components:
-                continue
-            df = r.table("scores")
-            df = df[(df.component == "neurons") & (df.layer == layer)]
-            if len(df):
-                top = df.groupby("unit").score.mean().rename("mean_score").reset_index()
-                top = top.reindex(top.mean_score.abs().sort_values(ascending=False).index).head(k)
-                return r.metrics["method"], top.reset_index(drop=True)
-        return None
+        return patching.layer_neuron_scores([self.result(p) for p in self.patching_groups().get(key, [])], layer, k)
 
     # --- weight-changing work: the private model -----------------------------------------------------
     def private_model(self):
@@ -326,18 +276,10 @@ class Workbench:
     def bigram_preview(self, bigram_path: str, token: str, k: int = 10) -> dict[str, pd.DataFrame]:
         """Next-token distributions after one token: the full model, the stored bigram subnetwork
         (its mask applied to the private model) and the corpus bigram statistics."""
-        result = self.result(bigram_path)
-        tid = self.token_id(token)
-        tokens = torch.tensor([[tid]])
-        with torch.no_grad():
-            full = self.model(tokens)[0, -1].float().softmax(-1)
         private = self.private_model()
-        with self._private_lock, torch.no_grad(), masked(private, result.config.params) as masks:
-            masks.set_fixed(stored_mask(result, private))
-            sub = private(tokens)[0, -1].float().softmax(-1)
-        bigram = stored_table(result).dist(torch.tensor([tid]))[0]
-        return {name: self._top_tokens(p, k) for name, p in
-                [("full model", full), ("subnetwork", sub), ("corpus bigram", bigram)]}
+        with self._private_lock:
+            probs = subnetworks.preview(self.model, private, self.result(bigram_path), self.token_id(token))
+        return {name: self._top_tokens(p, k) for name, p in probs.items()}
 
     def _top_tokens(self, probs: Float[Tensor, " d_vocab"], k: int) -> pd.DataFrame:
         top = probs.topk(k)
@@ -365,7 +307,7 @@ class Workbench:
         """Run and store ``analysis`` in the background; returns the Job (progress, cancel, result)."""
         spec = get_analysis(analysis)
         config = spec.config.from_dict(options)  # bad options fail here, before a job starts
-        model = self.private_model() if analysis in CHANGES_WEIGHTS else self.model
+        model = self.private_model() if spec.mutates_weights else self.model
 
         def work():
             if model is self.model:

@@ -12,8 +12,8 @@ import argparse
 
 import interp
 from interp.analyses.base import cached_run
-from interp.analyses.neurons.clamping import ConceptConfig, concept_experiment
-from interp.analyses.neurons.decoding import neuron_tokens, typical_activation
+from interp.analyses.neurons.concept import ConceptConfig, concept_experiment
+from interp.analyses.neurons.read import neuron_tokens, typical_activation
 from interp.storage import load_result, newest_run
 
 CONCEPTS = (" Paris", " dog", " music", " water")

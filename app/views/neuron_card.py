@@ -43,38 +43,45 @@ def section(key: str) -> None:
     st.html(f"<style>{STYLE}</style>" + section_body(card, key))
 
 
-for key in ("identity", "decoding", "activations", "patching"):
-    section(key)
-runs = (s["patching"].data or {}).get("runs", [])
-cheap = [r for r in runs if r["method"] != "activation"]
-if cheap:
-    with st.form("verify"):
-        labels = [f"{r['method']} · {r['dataset']} · n={r['n_pairs']}" for r in cheap]
-        c1, c2 = st.columns([3, 2])
-        pick = c1.selectbox("Verify a cheap score against activation patching", labels)
-        k = c2.number_input("…and the layer's top neurons by that score", 1, 10, 5)
-        go_verify = st.form_submit_button("Verify")
-    if go_verify:
-        run = cheap[labels.index(pick)]
-        try:
-            with st.spinner("Activation patching these neurons (one forward pass per batch of rows)…"):
-                out = wb.verify_patching(str(nid), run["path"], k=int(k))
+def verify_form() -> None:
+    """Verify a cheap patching score on the spot (drawn under the Patching section)."""
+    runs = (s["patching"].data or {}).get("runs", [])
+    cheap = [r for r in runs if r["method"] != "activation"]
+    if cheap:
+        with st.form("verify"):
+            labels = [f"{r['method']} · {r['dataset']} · n={r['n_pairs']}" for r in cheap]
             c1, c2 = st.columns([3, 2])
-            c1.plotly_chart(verify_scatter(out), width="stretch", key="verify_fig")
-            r, rho = out["pearson"], out["spearman"]
-            c2.metric(f"{nid}: activation patching", f"{out['neuron']['activation']:+.4f}",
-                      f"{out['method']} predicted {out['neuron']['predicted']:+.4f}", delta_color="off")
-            c2.markdown(f"Over {len(out['table'])} neurons: Pearson {r if r is None else f'{r:.3f}'}, "
-                        f"Spearman {rho if rho is None else f'{rho:.3f}'}, signs agree "
-                        f"{out['sign_agreement']:.0%}; stored as `{out['result'].run_id}`.")
-            c2.dataframe(out["table"], hide_index=True)
-        except Exception as exc:
-            show_error(exc)
-for key in ("factual", "tracing", "unlearning", "bigram"):
+            pick = c1.selectbox("Verify a cheap score against activation patching", labels)
+            k = c2.number_input("…and the layer's top neurons by that score", 1, 10, 5)
+            go_verify = st.form_submit_button("Verify")
+        if go_verify:
+            run = cheap[labels.index(pick)]
+            try:
+                with st.spinner("Activation patching these neurons (one forward pass per batch of rows)…"):
+                    out = wb.verify_patching(str(nid), run["path"], k=int(k))
+                c1, c2 = st.columns([3, 2])
+                c1.plotly_chart(verify_scatter(out), width="stretch", key="verify_fig")
+                r, rho = out["pearson"], out["spearman"]
+                c2.metric(f"{nid}: activation patching", f"{out['neuron']['activation']:+.4f}",
+                          f"{out['method']} predicted {out['neuron']['predicted']:+.4f}", delta_color="off")
+                c2.markdown(f"Over {len(out['table'])} neurons: Pearson {r if r is None else f'{r:.3f}'}, "
+                            f"Spearman {rho if rho is None else f'{rho:.3f}'}, signs agree "
+                            f"{out['sign_agreement']:.0%}; stored as `{out['result'].run_id}`.")
+                c2.dataframe(out["table"], hide_index=True)
+            except Exception as exc:
+                show_error(exc)
+
+
+for key in card.sections:  # every registered section, in the card's order; the page adds its actions
+    if key == "clamp":
+        continue
     section(key)
+    if key == "patching":
+        verify_form()
 
 # --- clamp -------------------------------------------------------------------------------------
-st.header(s["clamp"].title, anchor="clamp")
+if "clamp" in s:
+    st.header(s["clamp"].title, anchor="clamp")
 promoted = (s["decoding"].data or {}).get("promoted") or [{"token": wb.default_token(" the")}]
 with st.form("dose"):
     c1, c2 = st.columns(2)

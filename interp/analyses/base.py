@@ -2,7 +2,8 @@
 
 An analysis is one module under ``interp/analyses/<technique>/`` that defines a
 frozen ``Config`` and registers ``run(model, config) -> Result`` with
-``@register(name, Config)``. Modules are discovered from the package (``discover``),
+``@register(name, Config, mutates_weights=...)``. Modules are discovered from the package
+(``discover``),
 so adding an analysis means adding its module; ``interp.viz`` may register its
 figures by the same name, and the CLI builds its options from the Config's fields.
 
@@ -41,16 +42,22 @@ class Analysis:
     run: Callable[..., Result]
     doc: str = ""
     module: str = ""
+    mutates_weights: bool = False  # it changes weights while it runs: the facade gives it a private model
 
 
 REGISTRY: dict[str, Analysis] = {}
 ESTIMATORS: dict[str, Callable[..., Estimate]] = {}
 
 
-def register(name: str, config: type[Config]):
-    """Register ``run(model, config) -> Result`` as analysis ``name`` with its Config class."""
+def register(name: str, config: type[Config], mutates_weights: bool = False):
+    """Register ``run(model, config) -> Result`` as analysis ``name`` with its Config class.
+    ``mutates_weights``: the analysis changes the model's weights while it runs (masks, training, edits),
+    so the facade runs it on a private copy, never on the shared model. A name registers once."""
     def wrap(fn: Callable[..., Result]):
-        REGISTRY[name] = Analysis(name, config, fn, (fn.__doc__ or "").strip(), fn.__module__)
+        if name in REGISTRY:
+            raise InterpError(f"analysis {name!r} is registered twice ({REGISTRY[name].module} and {fn.__module__}): "
+                              "give the new one another name")
+        REGISTRY[name] = Analysis(name, config, fn, (fn.__doc__ or "").strip(), fn.__module__, mutates_weights)
         CONFIGS[name] = config
         return fn
 
@@ -66,18 +73,23 @@ def estimator(name: str):
     return wrap
 
 
-def discover() -> dict[str, Analysis]:
-    """Import every module under ``interp.analyses`` once, so each registers itself."""
-    import interp.analyses as package
+_DISCOVERED: list[bool] = []
 
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
-        importlib.import_module(info.name)
+
+def discover() -> dict[str, Analysis]:
+    """Import every module under ``interp.analyses`` once, so each registers itself (its analysis, its
+    preflight estimator, its card sections), whichever module was imported first."""
+    if not _DISCOVERED:
+        import interp.analyses as package
+
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            importlib.import_module(info.name)
+        _DISCOVERED.append(True)
     return REGISTRY
 
 
 def get_analysis(name: str) -> Analysis:
-    if name not in REGISTRY:
-        discover()
+    discover()
     if name not in REGISTRY:
         raise InterpError(f"unknown analysis {name!r}: choose one of {sorted(REGISTRY)}")
     return REGISTRY[name]
@@ -93,7 +105,7 @@ def make_config(name: str, config: Config | None = None, **options) -> Config:
 def estimate(name: str, model, config: Config | None = None, calibrate: bool = True, **options) -> Estimate:
     """The preflight of analysis ``name``: forward passes, peak memory and (with ``calibrate``)
     time from one measured unit of its work on the model's device. Runs nothing else."""
-    get_analysis(name)
+    get_analysis(name)  # discovers every module: estimators live beside their analyses
     if name not in ESTIMATORS:
         raise InterpError(f"{name} has no preflight estimate; these do: {sorted(ESTIMATORS)}")
     return ESTIMATORS[name](model, make_config(name, config, **options), calibrate)

@@ -31,8 +31,9 @@ def card_cmd(
     model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
 ):
     """A neuron's card: what every stored analysis says about it (and what to run for the rest)."""
-    from interp.analyses.neurons.card import neuron_card, verify_patching
-    from interp.analyses.neurons.clamping import dose_response, sweep_values
+    from interp.analyses.neurons.read import dose_response, neuron_card, sweep_values
+    from interp.analyses.patching.read import verify_patching
+    from interp.storage import load_result
 
     m = load(model, device, dtype)
     card = neuron_card(m, neuron)
@@ -44,12 +45,13 @@ def card_cmd(
         table = dose_response(m, [card.neuron], clamp, sweep)
         data["sections"]["clamp"].update(available=True, missing=None,
                                          data={"target": clamp, "sweep": table.to_dict("records")})
+        card["clamp"].data, card["clamp"].missing = data["sections"]["clamp"]["data"], None
     if verify:
         runs = [r for r in (card["patching"].data or {}).get("runs", []) if r["method"] != "activation"]
         if not runs:
             raise InterpError(f"no stored neuron-level attribution or RelP run covers {card.neuron}: "
                               "`interp patch --method relp --components neurons` first")
-        out = verify_patching(m, card.neuron, load_stored(runs[0]["path"]))
+        out = verify_patching(m, card.neuron, load_result(runs[0]["path"]))
         data["verify"] = {k: v for k, v in out.items() if k not in ("table", "result")} | {
             "table": out["table"].to_dict("records"), "path": str(out["result"].path)}
     if html:
@@ -59,11 +61,8 @@ def card_cmd(
 
     def human(d):
         typer.echo(f"neuron {d['neuron']} of {d['modelId']} (weights {d['weights_hash']})")
-        for key, sec in d["sections"].items():
-            if not sec["available"]:
-                typer.echo(f"  {sec['title']}: not computed yet: {sec['missing']}")
-                continue
-            typer.echo(f"  {sec['title']}: {summary(key, sec['data'])}")
+        for key, section in card.sections.items():  # every registered section draws its own line
+            typer.echo(f"  {section.title}: {card.text(key)}")
         if "verify" in d:
             v = d["verify"]
             typer.echo(f"  verify ({v['method']}): predicted {v['neuron']['predicted']:+.4f}, activation patching "
@@ -74,44 +73,6 @@ def card_cmd(
     emit(data, as_json, human)
 
 
-def load_stored(path: str):
-    from interp.storage import load_result
-
-    return load_result(path)
-
-
-def summary(key: str, d: dict) -> str:
-    """One line per section for the terminal."""
-    if key == "identity":
-        return ", ".join(f"|{s}| {n['value']:.3f} ({n['ratio']:.2f}x layer median)" for s, n in d["norms"].items())
-    if key == "decoding":
-        return f"promotes ({d['promoted_side']}) " + " ".join(repr(t["token"]) for t in d["promoted"][:8])
-    if key == "activations":
-        s = d["stats"]
-        dens = f"{s['density']:.1%}" if s["density"] is not None else "n/a"
-        quad = ""
-        if "quadrants" in d:
-            quad = "; quadrants " + " ".join(f"{n} {q['share']:.0%}" for n, q in d["quadrants"].items())
-        return f"max {s['max']:+.2f} min {s['min']:+.2f} mean {s['mean']:+.3f} density {dens}{quad}"
-    if key == "patching":
-        return "; ".join(f"{r['method']} {r['score']:+.4f} (rank {r['rank']}/{r['of']})" for r in d["runs"])
-    if key == "factual":
-        return "; ".join(f"mean DLA {e['mean_dla']:+.4f} (rank {e['rank']}/{e['of']})" for e in d["sets"]) or \
-            f"factual fix effect {d['fixes'][0]['mean_effect']:+.4f}"
-    if key == "tracing":
-        r = d["runs"][0]
-        return f"layer indirect effect {r['effect']:+.3f} (rank {r['rank']}/{r['of']})"
-    if key == "unlearning":
-        return "; ".join(f"{e['variant']}: " + ", ".join(f"{c} {e[c]:.2%}" for c in e if c.startswith("d_"))
-                         for e in d["edits"])
-    if key == "bigram":
-        r = d["runs"][0]
-        return ", ".join(f"{p} kept {r[p]['kept']:.1%}" for p in ("gate", "up", "down") if p in r)
-    if key == "clamp":
-        return f"dose-response for {d['target']!r} over {len(d['sweep'])} values"
-    return ""
-
-
 @app.command("diff")
 def diff_cmd(
     other: str = typer.Argument(..., help="the model to compare with (same architecture), e.g. an edit's directory"),
@@ -119,7 +80,7 @@ def diff_cmd(
     model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, as_json: bool = JSON,
 ):
     """Diff two models neuron by neuron: the neurons whose weights (and atlas activations) changed most."""
-    from interp.analyses.neurons.diff import check_same_shape, diff_models
+    from interp.analyses.neurons.read import check_same_shape, diff_models
     from interp.storage import load_result, newest_run
 
     a = load(model, device, dtype)

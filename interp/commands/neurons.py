@@ -39,7 +39,8 @@ def neurons_for_cmd(
 ):
     """The neurons for a token: most specific to it (default), or by the raw output score (--by raw)."""
     from interp.analyses.base import cached_run
-    from interp.analyses.neurons.decoding import RANKINGS, SIDES, neurons_for, typical_activation
+    from interp.analyses.neurons.decoding import SIDES
+    from interp.analyses.neurons.read import RANKINGS, neurons_for, typical_activation
     from interp.storage import load_result, newest_run
 
     if by not in RANKINGS:

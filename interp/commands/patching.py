@@ -49,7 +49,7 @@ def patch_compare(
     as_json: bool = JSON,
 ):
     """Per component type: Pearson, Spearman and top-k overlap of two patching runs."""
-    from interp.analyses.patching.faithfulness import compare
+    from interp.analyses.patching.read import compare
     from interp.storage import load_result, resolve_run
 
     a, b = load_result(resolve_run(run_a)), load_result(resolve_run(run_b))

@@ -12,6 +12,8 @@ Built-in sets are named ``builtin:NAME`` and live in ``data/``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -111,3 +113,13 @@ def subject_positions(model, prompt: str, subject: str, prepend_bos: bool | None
         raise InterpError(f"subject {subject!r} covers no whole token of {prompt!r}: "
                           f"{model.to_str_tokens(prompt, prepend_bos)}")
     return hits
+
+
+PAIR_FIELDS = ["clean", "corrupt", "answer", "wrong"]
+
+
+def pairs_hash(pairs) -> str:
+    """The identity of a run's pairs (a DataFrame with ``pair`` and the ``Pair`` fields): a hash of their text,
+    in order. Two patching runs are comparable only on the same pairs."""
+    rows = pairs.sort_values("pair")[PAIR_FIELDS].to_dict("records")
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]

@@ -193,6 +193,20 @@ class Model:
         return out
 
     # --- checks in the user's terms ----------------------------------------------------
+    def mlp_param_names(self, layer: int) -> dict[str, str]:
+        """The HF parameter names of one layer's gate, up and down weights (``{"gate": .., "up": .., "down": ..}``)."""
+        w = self.weights
+        views = {"up": w.W_in[layer], "down": w.W_out[layer]}
+        if self.is_glu:
+            views["gate"] = w.W_gate[layer]
+        out = {}
+        for part, view in views.items():
+            for name, p in self.hf_params.items():
+                if p.data_ptr() == view.data_ptr() and p.numel() == view.numel():
+                    out[part] = name
+                    break
+        return out
+
     def check_layer(self, layer: int) -> int:
         return check_range("layer", layer, self.n_layers, self.spec)
 

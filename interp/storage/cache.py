@@ -156,8 +156,11 @@ def file_fingerprint(path: Path, blocks: int = 64, block: int = 1 << 16) -> str:
 
 def file_hash(path: Path) -> str:
     """The sha256 of every byte of ``path`` (for the files of a stored Result)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:  # chunked: hashlib.file_digest needs Python 3.11, the project declares 3.10
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def ensure_writable(directory: Path) -> Path:

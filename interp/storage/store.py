@@ -36,7 +36,29 @@ def damaged_runs(root: str | Path | None = None, analysis: str | None = None) ->
     return out
 
 
+def store_stamp(root: str | Path | None = None) -> tuple:
+    """What the store holds now, cheaply (no file is read): its root, the number of runs, the newest and
+    the sum of their ``result.json`` modification times. It changes when a run is stored, replaced or removed."""
+    root = Path(root) if root else runs_root()
+    times = [p.stat().st_mtime for p in root.glob("*/*/result.json")] if root.is_dir() else []
+    return str(root.resolve()), len(times), max(times, default=0.0), round(sum(times), 6)
+
+
+_MEMO: dict[str, tuple[tuple, pd.DataFrame]] = {}
+
+
 def _index(root: Path) -> pd.DataFrame:
+    """The runs index of ``root``, read again only when its ``store_stamp`` changed."""
+    stamp = store_stamp(root)
+    hit = _MEMO.get(stamp[0])
+    if hit is not None and hit[0] == stamp:
+        return hit[1].copy()
+    index = _read_index(root)
+    _MEMO[stamp[0]] = (stamp, index)
+    return index.copy()
+
+
+def _read_index(root: Path) -> pd.DataFrame:
     rows = []
     for meta_path in sorted(root.glob("*/*/result.json")) if root.is_dir() else []:
         if meta_path.parent.name.startswith("."):

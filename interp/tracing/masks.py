@@ -134,3 +134,9 @@ def masked(model, scope: str = "all", init: float = 0.0):
         finally:
             for module in attached:
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+
+
+def random_like(hard: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
+    """A random subnetwork of the same expected size: each weight kept with probability ``fraction``."""
+    gen = torch.Generator().manual_seed(seed)  # drawn in name order: the same masks from a stored run
+    return {n: torch.rand(hard[n].shape, generator=gen) < fraction for n in sorted(hard)}

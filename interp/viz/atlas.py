@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import html
-
 import plotly.express as px
 import plotly.graph_objects as go
 
+from interp.render import context_html, scale_of  # noqa: F401  (re-exported for the pages)
 from interp.viz import figures_for
 
 
@@ -39,27 +38,6 @@ def density_scatter(result) -> go.Figure:
                              "max_abs": "max |activation| (log)"})
     fig.update_layout(title="Neuron density vs max activation (5,000 sampled neurons)", height=400)
     return fig
-
-
-def context_html(ctx: dict, scale: float) -> str:
-    """A context as HTML text, each token shaded by this neuron's activation
-    (blue positive, red negative; the example's own token is outlined)."""
-    spans = []
-    for i, (tok, a) in enumerate(zip(ctx["tokens"], ctx["acts"])):
-        alpha = min(1.0, abs(a) / scale) if scale else 0.0
-        color = f"rgba(43,108,176,{alpha:.2f})" if a >= 0 else f"rgba(197,48,48,{alpha:.2f})"
-        border = "outline:2px solid #1a202c;" if i == ctx["center"] else ""
-        text = html.escape(tok).replace("\n", "⏎")
-        spans.append(f'<span title="{a:+.3f}" style="background:{color};{border}padding:1px 0;'
-                     f'white-space:pre">{text}</span>')
-    return (f'<div style="font-family:monospace;line-height:1.9;margin:2px 0">'
-            f'<b style="display:inline-block;width:70px">{ctx["activation"]:+.2f}</b>{"".join(spans)}</div>')
-
-
-def scale_of(contexts: list[dict]) -> float:
-    values = [abs(a) for c in contexts for a in c["acts"]]
-    return max(values) if values else 1.0
-
 
 
 @figures_for("neuron_atlas")

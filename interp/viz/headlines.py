@@ -48,7 +48,7 @@ def _atlas(r: Result) -> dict[str, str]:
 
 
 def _patching(runs: list[Result]) -> dict[str, str]:
-    from interp.analyses.patching.faithfulness import compare
+    from interp.analyses.patching.read import compare
 
     by_method = {}
     for r in runs:

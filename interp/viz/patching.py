@@ -55,7 +55,7 @@ def heatmaps(result) -> dict[str, go.Figure]:
 
 def faithfulness_scatter(result_a, result_b, component: str) -> go.Figure:
     """Each (pair, layer, unit) score of ``b`` against ``a`` (the ground truth)."""
-    from interp.analyses.patching.faithfulness import joined
+    from interp.analyses.patching.read import joined
 
     df = joined(result_a, result_b)
     df = df[df.component == component]

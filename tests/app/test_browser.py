@@ -1,7 +1,8 @@
 """A real browser: headless Chromium (Debian's, driven by Playwright) opens the
 neuron explorer on the embedded model, searches a token, and finds the top neuron
-that the stored decoding Result names. The screenshot is kept under
-runs/screenshots/ as a CI artifact.
+that the stored decoding Result names. The dashboard reads a store of its own (a temporary
+directory with the committed Results, and the decoding and atlas of ./runs when `make run` built
+them: copied from, never written into). Screenshots are kept under screenshots/ as CI artifacts.
 
 Set-up (done by .ci/run): `apt-get install -y chromium`; `pip install playwright`
 (no `playwright install`: the browser is Debian's)."""
@@ -9,6 +10,7 @@ Set-up (done by .ci/run): `apt-get install -y chromium`; `pip install playwright
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,23 +36,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SHOTS = ROOT / "screenshots"
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """Streamlit on a free localhost port, over the real store (./runs), where the
-    decoding is built once (about 2 minutes) if `make run` has not built it yet."""
+    """Streamlit on a free localhost port over a store of its own: the committed Results, the decoding and
+    atlas that ./runs holds (copied; built here, about 2 minutes, when it holds none). Yields (url, decoding,
+    the store's path); the test process's INTERP_RUNS points at it only while this module runs."""
     from interp.analyses.base import cached_run
     from interp.models import load_model
-
-    runs = ROOT / "runs"
-    shutil.copytree(ROOT / "data" / "results", runs, dirs_exist_ok=True)  # what `make run` does (cp -rn)
-    env = {**os.environ, "INTERP_MODEL": "smollm2-135m", "INTERP_RUNS": str(runs)}
-    os.environ["INTERP_RUNS"] = str(runs)
-    model = load_model("smollm2-135m")
-    decoding = cached_run("lm_head_decoding", model)
     from interp.storage import newest_run
 
-    if newest_run("neuron_atlas", model.weights_hash) is None:  # a small one (seconds) so the card has activations
-        cached_run("neuron_atlas", model, corpus="stdlib-docs", n_tokens=2048, checkpoint_every=0)
+    runs = tmp_path_factory.mktemp("store") / "runs"
+    shutil.copytree(ROOT / "data" / "results", runs)  # what `make run` does
+    for analysis in ("lm_head_decoding", "neuron_atlas"):  # reuse what `make run` built, never write there
+        built = ROOT / "runs" / analysis
+        for path in sorted(built.glob("[!.]*smollm2-135m*")) if built.is_dir() else []:
+            shutil.copytree(path, runs / analysis / path.name)
+    SHOTS.mkdir(exist_ok=True)
+    env = {**os.environ, "INTERP_MODEL": "smollm2-135m", "INTERP_RUNS": str(runs)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INTERP_RUNS", str(runs))
+        model = load_model("smollm2-135m")
+        decoding = cached_run("lm_head_decoding", model)
+        if newest_run("neuron_atlas", model.weights_hash) is None:  # a small one (seconds): the card's activations
+            cached_run("neuron_atlas", model, corpus="stdlib-docs", n_tokens=2048, checkpoint_every=0)
     port = _free_port()
     log = open(tmp_path_factory.mktemp("streamlit") / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -67,17 +78,17 @@ def dashboard(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start")
-    yield url, decoding
+    yield url, decoding, runs
     proc.terminate()
     proc.wait(timeout=20)
 
 
 @contextmanager
 def browser_page(url: str, path: str, shot: str):
-    """A Chromium page at ``url/path``; a full-page screenshot lands in runs/screenshots/ on exit."""
+    """A Chromium page at ``url/path``; a full-page screenshot lands in screenshots/ on exit."""
     from playwright.sync_api import sync_playwright
 
-    shots = ROOT / "runs" / "screenshots"
+    shots = SHOTS
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -93,9 +104,9 @@ def browser_page(url: str, path: str, shot: str):
 def test_neuron_explorer_token_search(dashboard):
     """' London' lists first a neuron whose own top-10 promoted tokens hold ' London' (the raw ranking
     listed 29.645, a high-norm neuron whose own list does not)."""
-    from interp.analyses.neurons.decoding import neuron_tokens
+    from interp.analyses.neurons.read import neuron_tokens
 
-    url, decoding = dashboard
+    url, decoding, _ = dashboard
     with browser_page(url, "neuron_explorer", "neuron_explorer.png") as page:
         page.get_by_text("Search by token").wait_for(timeout=240_000)
         box = page.get_by_label("Token (mind the leading space)")
@@ -113,14 +124,14 @@ def test_neuron_explorer_token_search(dashboard):
 
 def test_neuron_card_opens_from_its_url(dashboard):
     """Every section's heading, and known values: the decoding's top token, the committed patching score."""
-    from interp.analyses.neurons.card import neuron_scores
-    from interp.analyses.neurons.decoding import neuron_tokens
+    from interp.analyses.neurons.read import neuron_tokens
+    from interp.analyses.patching.read import neuron_scores
     from interp.storage import load_result
 
-    url, decoding = dashboard
+    url, decoding, store = dashboard
     rows = neuron_tokens(decoding, 29, 236)
     top_token = rows[rows.side == "out+"].sort_values("rank").token.iloc[0]
-    relp = next((ROOT / "runs" / "patching").glob("*smollm2-135m-*-relp-neurons"))
+    relp = next((store / "patching").glob("*smollm2-135m-dfe847*"))  # the committed neuron-level RelP run
     score = neuron_scores(load_result(relp), 29)
     rank = int(score.abs().sort_values(ascending=False).index.get_loc(236)) + 1
     with browser_page(url, "neuron?model=smollm2-135m&neuron=29.236", "neuron_card.png") as page:
@@ -132,7 +143,10 @@ def test_neuron_card_opens_from_its_url(dashboard):
                     "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share"):
         assert heading in text, heading
     assert repr(str(top_token)) in text and "29 · 236" in text and "Traceback" not in text
-    assert str(rank) in text
+    # the Patching table's RelP row: method, pairs, metric, the neuron's score and its rank of the layer's 1536
+    row = re.search(r"relp\s+ioi\s+16\s+logit_diff\s+(\S+)\s+(\d+)\s+1536", text)
+    assert row, "the card's Patching table has no RelP row for the committed run"
+    assert float(row.group(1)) == pytest.approx(float(score[236]), rel=1e-3) and int(row.group(2)) == rank
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -142,7 +156,7 @@ def test_neuron_card_opens_from_its_url(dashboard):
     ("bigram_subnetwork", "corpus bigram"),
 ])
 def test_analysis_pages_render_on_the_committed_results(dashboard, path, expected):
-    url, _ = dashboard
+    url, _, _ = dashboard
     with browser_page(url, path, f"{path}.png") as page:
         page.get_by_text(expected).first.wait_for(timeout=240_000)
         page.wait_for_timeout(3000)  # let the plots draw
@@ -153,8 +167,8 @@ def test_analysis_pages_render_on_the_committed_results(dashboard, path, expecte
 def test_a_long_job_shows_progress_and_cancels(dashboard):
     """Causal tracing starts as a background job: the page shows its progress bar while the
     job runs, and Cancel stops it without storing a Result."""
-    url, _ = dashboard
-    runs = ROOT / "runs" / "causal_tracing"
+    url, _, store = dashboard
+    runs = store / "causal_tracing"
     before = sorted(p.name for p in runs.glob("[!.]*"))  # Results, not checkpoints
     with browser_page(url, "causal_tracing", "job_progress.png") as page:
         page.get_by_text("Trace facts").first.wait_for(timeout=240_000)
@@ -163,7 +177,7 @@ def test_a_long_job_shows_progress_and_cancels(dashboard):
         page.get_by_role("button", name="Trace").click()
         page.get_by_text("causal tracing:", exact=False).first.wait_for(timeout=120_000)  # the bar's own text
         page.wait_for_timeout(2500)
-        page.screenshot(path=str(ROOT / "runs" / "screenshots" / "job_running.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "job_running.png"), full_page=True)
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text("was cancelled; no Result was stored").wait_for(timeout=120_000)
     after = sorted(p.name for p in runs.glob("[!.]*"))

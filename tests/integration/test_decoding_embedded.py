@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 import interp
-from interp.analyses.neurons.clamping import NEUTRAL_PROMPTS, ConceptConfig, concept_experiment
+from interp.analyses.neurons.clamping import NEUTRAL_PROMPTS
+from interp.analyses.neurons.concept import ConceptConfig, concept_experiment
 
 pytestmark = pytest.mark.embedded
 

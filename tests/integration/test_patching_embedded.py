@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import interp
-from interp.analyses.patching.faithfulness import compare
+from interp.analyses.patching.read import compare
 from interp.datasets.ioi import ioi_pairs
 
 

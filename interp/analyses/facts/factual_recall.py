@@ -47,6 +47,7 @@ from interp.metrics import (
     neuron_dla,
     post_scale,
     precap_logit,
+    score_facts,
     unembed_dirs,
 )
 from interp.names import hook_name
@@ -68,29 +69,6 @@ class FactualConfig(Config):
     top_heads: int = option(5, "argument-passing heads the MLP is regressed on", min=1)
     top_neurons: int = option(20, "neurons listed in the metrics", min=1)
     batch_size: int = option(32, "prompts per forward pass", min=1)
-
-
-def score_facts(model, facts: list[Fact], batch_size: int = 32) -> pd.DataFrame:
-    """One row per fact: the answer's first token, the model's prediction, and whether it is right."""
-    if not facts:
-        raise InterpError("no facts given: the facts file is empty")
-    rows = []
-    for start in range(0, len(facts), batch_size):
-        chunk = facts[start:start + batch_size]
-        batch = model.batch([f.prompt for f in chunk])
-        with torch.no_grad():
-            logits = model(batch.tokens)[torch.arange(len(chunk), device=model.device), batch.last].float()
-        probs = logits.softmax(-1)
-        for i, f in enumerate(chunk):
-            ids = model.continuation(f.prompt, f.answer)  # the answer as it follows the prompt
-            answer = ids[0]
-            rank = int((logits[i] > logits[i, answer]).sum())
-            rows.append({**f.to_dict(), "answer_id": answer, "answer_token": model.token_str(answer),
-                         "multi_token": len(ids) > 1,
-                         "predicted": model.token_str(int(logits[i].argmax())), "rank": rank,
-                         "correct": rank == 0, "p_answer": float(probs[i, answer]),
-                         "logit": float(logits[i, answer])})
-    return pd.DataFrame(rows)
 
 
 def bias_logit(model, token: int) -> float:

@@ -30,11 +30,10 @@ import torch
 from torch import Tensor
 
 from interp.analyses.base import register
-from interp.analyses.facts.factual_recall import score_facts
 from interp.datasets.corpus import window_tensor
 from interp.datasets.prompts import load_facts, unique_facts
 from interp.errors import InterpError
-from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla, post_scale
+from interp.metrics import direct_logit, final_scale, lm_loss, neuron_dla_at, score_facts
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import Write, intervene, record
@@ -75,8 +74,7 @@ def _last_effects(model, facts_df: pd.DataFrame, layer: int, batch_size: int) ->
             # d log P(answer) / d logits = onehot(answer) - p: the answer against the expected logit
             d = (W_U_n[:, answer] - W_U_n @ probs[i])[:, None]
             scale = final_scale(model, at[sites[3]][i])
-            post = post_scale(model, layer, at[sites[4]][i])  # the MLP post-norm's scale (Gemma), else 1
-            out["neurons"].append(neuron_dla(model, layer, at[sites[0]][i], scale, d, post)[:, 0])
+            out["neurons"].append(neuron_dla_at(model, at, layer, i, d)[:, 0])  # post-norm scale frozen (Gemma)
             out["mlp"].append(direct_logit(model, at[sites[1]][i], scale, d)[0])
             out["attn"].append(direct_logit(model, at[sites[2]][i], scale, d)[0])
     return {k: torch.stack(v) for k, v in out.items()}

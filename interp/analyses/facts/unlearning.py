@@ -47,8 +47,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.analyses.base import register
+from interp.analyses.base import get_analysis, register
 from interp.analyses.facts import rank_one as r1
+from interp.analyses.facts.neuron_changes import last_token_acts, neuron_changes, neuron_weights
 from interp.datasets.corpus import window_tensor
 from interp.datasets.jsonl import EmptyRecord, read_jsonl
 from interp.datasets.prompts import DATA_DIR, Fact, SemEvalItem, resolve
@@ -264,48 +265,14 @@ def rank_one_edit(model, forget: list[Item], retain: list[Item], layers: list[in
 def choose_layers(model, forget: list[Item], config) -> tuple[list[int], str]:
     if config.layers:
         return sorted(model.check_layers(list(config.layers))), "given"
-    from interp.analyses.patching.causal_tracing import TraceConfig
-    from interp.analyses.patching.causal_tracing import run as trace
-
     facts = [Fact(it.prompt, it.subject, it.answer, it.relation) for it in forget if it.subject]
     if not facts:
         raise InterpError("the forget set has no subjects to trace (SemEval items): give --layers")
-    traced = trace(model, TraceConfig(kinds=("mlp",), samples=config.trace_samples, subject_only=True, n=0,
-                                      seed=config.seed), facts=facts)
+    # causal tracing is another technique's analysis: reached through the registry, not imported
+    trace = get_analysis("causal_tracing")
+    traced = trace.run(model, trace.config.from_dict(dict(kinds=("mlp",), samples=config.trace_samples,
+                                                          subject_only=True, n=0, seed=config.seed)), facts=facts)
     return sorted(traced.metrics["mlp_peak_layers"][: config.top_layers]), "causal tracing"
-
-
-def last_token_acts(model, items: list[Item], layers: list[int]) -> Tensor:
-    """The mean activation of every neuron of ``layers`` at the prompts' last token: ``[layer, d_mlp]``."""
-    return r1.acts_at(model, [it.prompt for it in items], layers).mean(1).cpu()
-
-
-def _neuron_weights(model, layer: int) -> dict[str, Tensor]:
-    """One layer's per-neuron weights as rows: gate and up (what neuron n reads), down (what it writes)."""
-    w = model.weights
-    out = {"up": w.W_in[layer], "down": w.W_out[layer].T}
-    if model.is_glu:
-        out["gate"] = w.W_gate[layer]
-    return {k: v.detach().float().cpu().clone() for k, v in out.items()}
-
-
-def neuron_changes(model, variant: str, layers: list[int], weights_before: dict, acts_before: dict,
-                   forget: list[Item], retain: list[Item]) -> pd.DataFrame:
-    """Per neuron of ``layers`` (the run passes every layer): the relative change of its gate row, up
-    row and down column (``|dW| / |W|``) and its mean last-token activation on the forget and the retain facts,
-    before and after the edit."""
-    after = {"forget": last_token_acts(model, forget, layers), "retain": last_token_acts(model, retain, layers)}
-    parts = []
-    for i, layer in enumerate(layers):
-        now = _neuron_weights(model, layer)
-        df = pd.DataFrame({"variant": variant, "layer": layer, "neuron": range(model.d_mlp)})
-        for part, before in weights_before[layer].items():
-            df[f"d_{part}"] = ((now[part] - before).norm(dim=1) / before.norm(dim=1).clamp(min=1e-12)).numpy()
-        for split in ("forget", "retain"):
-            df[f"act_{split}_before"] = acts_before[split][i].numpy()
-            df[f"act_{split}_after"] = after[split][i].numpy()
-        parts.append(df)
-    return pd.concat(parts, ignore_index=True)
 
 
 def _report(model, forget, retain, para, windows) -> dict:
@@ -314,7 +281,7 @@ def _report(model, forget, retain, para, windows) -> dict:
             "perplexity": math.exp(lm_loss(model, windows))}
 
 
-@register("unlearning", UnlearnConfig)
+@register("unlearning", UnlearnConfig, mutates_weights=True)
 def run(model, config: UnlearnConfig) -> Result:
     """Forget facts by training a few MLP layers; compare with unconstrained training."""
     forget, retain = load_items(config.forget, "forget"), load_items(config.retain, "retain")
@@ -342,7 +309,7 @@ def run(model, config: UnlearnConfig) -> Result:
     before = _report(model, forget, retain, para, windows)
     original = {n: p.detach().clone() for n, p in model.hf_params.items()}
     every = list(range(model.n_layers))  # the card's per-neuron changes, in every layer (zero where not trained)
-    weights_before = {layer: _neuron_weights(model, layer) for layer in every}
+    weights_before = {layer: neuron_weights(model, layer) for layer in every}
     acts_before = {"forget": last_token_acts(model, forget, every), "retain": last_token_acts(model, retain, every)}
     changes = []
     base_hash = model.weights_hash

@@ -41,7 +41,6 @@ from tqdm.auto import tqdm
 
 from interp.analyses.base import estimator, register
 from interp.datasets.corpus import window_tensor
-from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
@@ -318,101 +317,3 @@ def density(hist, top, bottom, n: int):
     tau = DENSITY_FRACTION * torch.maximum(top.abs(), bottom.abs()).double()
     beyond = closest >= tau[..., None]
     return ((hist.double() * beyond).sum(-1) / max(n, 1)).float()
-
-
-def firing_mass(hist, top, bottom, n: int) -> tuple:
-    """Each neuron's firing mass per sign: the mean over positions of ``activation x [activation >= tau]``
-    and of ``|activation| x [activation <= -tau]``, tau a tenth of its peak |activation| (the bins
-    ``density`` counts, each at its midpoint; the open outer bins at their edge). It says with which sign
-    a neuron fires and how strongly. The mean says less for GLU neurons: a gate closed on most tokens
-    gives a bulk of small values of one sign while the neuron fires, rarely and strongly, with the other
-    (or with both: SmolLM2's 29.808 fires positive on dogs and negative elsewhere)."""
-    edges = HIST_EDGES.double()
-    mid = (torch.cat([edges[:1], edges]) + torch.cat([edges, edges[-1:]])) / 2
-    inf = torch.tensor([float("inf")], dtype=torch.float64)
-    lo, hi = torch.cat([-inf, edges]), torch.cat([edges, inf])
-    closest = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))
-    tau = DENSITY_FRACTION * torch.maximum(top.abs(), bottom.abs()).double()
-    strong = hist.double() * (closest >= tau[..., None]) / max(n, 1)
-    return (strong * mid.clamp(min=0)).sum(-1), (strong * (-mid).clamp(min=0)).sum(-1)
-
-
-@torch.no_grad()
-def contexts(model, result: Result, layer: int, neuron: int, which: str = "top", k: int | None = None,
-             width: int = 10) -> list[dict]:
-    """The stored examples of a neuron (``which``: top, bottom, or a GLU quadrant such as ``g+u-``),
-    each with the tokens and this neuron's per-token activations ``width`` tokens either side: read
-    from the atlas where it stored them, else re-run exactly (one forward over at most k windows)."""
-    ex = result.table("examples")
-    rows = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which)].sort_values("rank")
-    if rows.empty:
-        raise InterpError(f"the atlas has no neuron {layer}.{neuron} (layers {result.tensors['layers'].tolist()})")
-    rows = rows.head(k or len(rows))
-    rows = rows[rows.window >= 0]
-    tokens = result.tensors["tokens"].long()
-    stored = result.tensors.get("context_acts")
-    if (stored is not None and "context" in rows and width <= int(result.metrics.get("context_width", -1))
-            and (rows.context >= 0).all()):
-        return _stored_contexts(model, result, rows, tokens, stored, width)
-    windows = torch.tensor(sorted(set(rows.window.tolist())))
-    site = hook_name("mlp_post", layer)
-    with record(model, [site]) as acts:
-        model(tokens[windows].to(model.device))
-    act = acts[site][..., neuron].float().cpu()  # [n_windows, seq_len]
-    slot = {int(w): i for i, w in enumerate(windows.tolist())}
-    out = []
-    for row in rows.itertuples():
-        i, p = slot[int(row.window)], int(row.pos)
-        lo, hi = max(0, p - width), min(tokens.shape[1], p + width + 1)
-        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
-                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
-                    "acts": act[i, lo:hi].tolist(), "center": p - lo})
-    return out
-
-
-def _stored_contexts(model, result, rows, tokens, stored, width: int) -> list[dict]:
-    """``contexts`` from the atlas's stored per-token activations (no forward pass)."""
-    W, T, out = int(result.metrics["context_width"]), tokens.shape[1], []
-    for row in rows.itertuples():
-        p = int(row.pos)
-        lo, hi = max(0, p - width), min(T, p + width + 1)
-        acts = stored[int(row.context), W - (p - lo): W + (hi - p)].float().tolist()
-        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
-                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
-                    "acts": acts, "center": p - lo})
-    return out
-
-
-@torch.no_grad()
-def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | None = None) -> pd.DataFrame:
-    """For each token of ``text``, the ``k`` neurons (over ``layers``) that fire most.
-
-    With an ``atlas``, neurons are ranked by activation relative to their own max
-    |activation| on the atlas corpus (``relative``), so the few massive-activation
-    neurons (thousands, on the first token) do not crowd out the rest. GLU neurons are
-    ranked by |activation| (their sign is arbitrary: ``act(gate) * up`` fires either way);
-    ReLU/GELU neurons by their signed activation. Tokens follow the model's BOS policy,
-    the same as the atlas windows (``interp.datasets.corpus.token_windows``)."""
-    layers = list(layers) if layers else list(range(model.n_layers))
-    tokens = model.to_tokens(text)
-    sites = [hook_name("mlp_post", model.check_layer(l)) for l in layers]
-    with record(model, sites) as acts:
-        model(tokens)
-    stacked = torch.stack([acts[s][0] for s in sites], 1).float()  # [pos, layer, d_mlp]
-    flat = stacked.flatten(1)
-    scale = None
-    if atlas is not None:
-        stats = atlas.table("neurons").set_index(["layer", "neuron"])
-        peak = stats[["max", "min"]].abs().max(axis=1)
-        index = pd.MultiIndex.from_product([layers, range(model.d_mlp)], names=["layer", "neuron"])
-        scale = torch.tensor(peak.reindex(index).fillna(float("inf")).to_numpy(), dtype=torch.float32,
-                             device=flat.device)
-    strength = flat.abs() if model.is_glu else flat
-    top = (strength / scale.clamp(min=1e-6) if scale is not None else strength).topk(k, dim=1)
-    rows = []
-    for pos, (vals, idx) in enumerate(zip(top.values, top.indices)):
-        for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
-            rows.append({"pos": pos, "token": model.token_str(int(tokens[0, pos])), "rank": r,
-                         "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp,
-                         "activation": float(flat[pos, i]), "relative": v if scale is not None else None})
-    return pd.DataFrame(rows)

@@ -4,7 +4,7 @@
 generation) and reports, per prompt, each target token's probability before and
 after, plus greedy generations with and without the clamp.
 
-``concept_experiment`` is the paper's experiment end to end: take a concept token,
+``concept_experiment`` (``concept.py``) is the paper's experiment end to end: take a concept token,
 find the neuron whose output direction promotes it most (the decoding Result's
 inverted index; ``side="up"`` picks by up-projection decoding, as the paper does),
 clamp it to ``multiple`` x its largest activation magnitude seen on a reference corpus
@@ -29,7 +29,7 @@ import torch
 from interp.analyses.base import register
 from interp.errors import InterpError, require_finite
 from interp.models.generation import generate
-from interp.names import NeuronId, hook_name
+from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing import clamp as clamp_hooks
 from interp.tracing import record
@@ -132,59 +132,6 @@ def _clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
         "frac_prompts_raised": float((probs.p_after > probs.p_before).mean()),
         "generations_mentioning_target": mentions,
     }
-
-
-@dataclass(frozen=True)
-class ConceptConfig(Config):
-    concept: str = option(" dog", "the concept token, e.g. ' dog'", flags=("--token", "-t"))
-    multiple: float = option(2.0, "clamp to this multiple of the neuron's max |activation| on the corpus", above=0)
-    side: str = option("out", "pick the neuron by output-side (out) or up-projection (up) decoding",
-                       choices=("out", "up", "gate"))
-    ranking: str = option("raw", "raw (the paper's: the largest decoded score) or specificity (the token's "
-                          "standing in the neuron's own decoding, on its typical side; output side only)",
-                          choices=("raw", "specificity"))
-    generate: int = option(20, "greedy tokens to generate, clamp held", flags=("-g",))
-    prompts: tuple[str, ...] = option(NEUTRAL_PROMPTS, "neutral prompts (repeatable)", flags=("--prompt", "-p"),
-                                      split=False)
-    corpus: str = option("stdlib-docs", "corpus whose activation range scales the clamp")
-
-
-def concept_experiment(model, decoding: Result, config: ConceptConfig, typical=None) -> Result:
-    """The paper's experiment: the top decoded neuron (on ``side``, by ``ranking``) for ``concept``,
-    clamped to ``multiple`` x its largest activation magnitude on ``corpus``, with the sign that
-    promotes the concept (negative for a neuron found on its ``out-`` side). ``typical``: the atlas's
-    ``typical_activation`` for the specificity ranking (without it both signs are considered)."""
-    from interp.analyses.neurons.decoding import neurons_for
-    from interp.analyses.neurons.stats import neuron_stats
-
-    token_id = model.token_id(config.concept)
-    top = neurons_for(decoding, token_id, k=1, side=config.side, by=config.ranking, typical=typical).iloc[0]
-    neuron = NeuronId(int(top.layer), int(top.neuron))
-    stats = neuron_stats(model, config.corpus)
-    typical_max = max(abs(float(stats["max"][neuron.layer, neuron.index])),
-                      abs(float(stats["min"][neuron.layer, neuron.index])))
-    sign = -1.0 if str(top.get("side", "out+")) == "out-" else 1.0
-    value = sign * config.multiple * typical_max
-    probs, gens = clamp_effect(model, [neuron], value, config.prompts, [config.concept], config.generate)
-    metrics = _clamp_metrics(probs, gens, [config.concept])
-    metrics.update({"concept": config.concept, "side": config.side, "ranking": config.ranking, "neuron": str(neuron),
-                    "decoded_score": float(top.score), "typical_max": typical_max, "multiple": config.multiple,
-                    "value": value, "typical_max_corpus": f"{config.corpus}, {int(stats['count'][0])} tokens"})
-    return Result(analysis="concept", config=config, provenance=provenance(model, config),
-                  tables={"probs": probs, "generations": gens}, metrics=metrics)
-
-
-@register("concept", ConceptConfig)
-def run_concept(model, config: ConceptConfig) -> Result:
-    """The decoding paper's experiment: clamp the top decoded neuron for a concept."""
-    from interp.analyses.base import cached_run
-    from interp.analyses.neurons.decoding import typical_activation
-    from interp.storage import load_result, newest_run
-
-    model.token_id(config.concept)  # a cheap check before the (cached, but minutes-long the first time) decoding
-    atlas = newest_run("neuron_atlas", model.weights_hash) if config.ranking == "specificity" else None
-    typical = typical_activation(load_result(atlas)) if atlas else None
-    return concept_experiment(model, cached_run("lm_head_decoding", model), config, typical=typical)
 
 
 def sweep_values(peak: float, n: int = 9, multiple: float = 4.0) -> list[float]:

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from interp.analyses.base import register
-from interp.metrics import direct_logit, dla_tolerance, final_scale, neuron_dla, post_scale, unembed_dirs
+from interp.metrics import direct_logit, dla_tolerance, final_scale, neuron_dla_at, unembed_dirs
 from interp.names import hook_name
 from interp.result import Config, Result, option, provenance
 from interp.tracing.hooks import record
@@ -46,11 +46,8 @@ def run(model, config: TopNeuronsConfig) -> Result:
     target = model.token_id(config.target) if config.target else int(logits.argmax())
     scale = final_scale(model, acts[hook_name("final_in")][0, -1])
     dirs = unembed_dirs(model, torch.tensor([target], device=model.device))
-    per_layer = torch.stack([
-        neuron_dla(model, l, acts[hook_name("mlp_post", l)][0, -1], scale, dirs,
-                   post_scale(model, l, acts[hook_name("mlp_raw_out", l)][0, -1]))[:, 0]
-        for l in range(model.n_layers)
-    ])  # [layer, d_mlp]
+    per_layer = torch.stack([neuron_dla_at(model, acts, l, (0, -1), dirs)[:, 0]
+                             for l in range(model.n_layers)])  # [layer, d_mlp]
     # run-time check: the neurons (plus b_out where it is added as it is) sum to each MLP's own DLA
     whole = sum(float(direct_logit(model, acts[hook_name("mlp_out", l)][0, -1], scale, dirs)[0])
                 for l in range(model.n_layers))

@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 
 from interp.analyses.base import register
-from interp.analyses.facts.factual_recall import score_facts
 from interp.datasets.prompts import Fact, load_facts, subject_positions
 from interp.errors import InterpError
+from interp.metrics import score_facts
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance

@@ -1,7 +1,7 @@
 """Patching: activation patching (the ground truth), attribution patching and RelP.
 
 One engine, three methods, one Result layout, so any two runs can be compared
-(``interp.analyses.patching.faithfulness.compare``).
+(``interp.analyses.patching.read.compare``).
 
 - **Components** (``components``): ``resid`` (residual stream entering each layer,
   ``hook_resid_pre``, layer x position), ``attn_out`` and ``mlp_out`` (layer x
@@ -41,15 +41,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.analyses.base import estimator, register
-from interp.analyses.patching.faithfulness import dataset_hash
-from interp.datasets.prompts import Pair
+from interp.analyses.base import register
+from interp.datasets.prompts import Pair, pairs_hash
 from interp.errors import InterpError
 from interp.metrics import answer_prob, kl_div, logit_diff
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
-from interp.scale import preflight
 from interp.scale.sweep import checkpointed_sweep
 from interp.storage.cache import Entry
 from interp.tracing import Write, intervene, record, track_grad
@@ -304,65 +302,6 @@ def baseline(model, config: PatchingConfig, batch: Batch, layers) -> Baseline:
     return Baseline(dict(source_acts), metric, metric(base_last, idx), metric(source_last, idx), clean_last)
 
 
-def _site_width(model, component: str) -> int:
-    return {"neurons": model.d_mlp, "heads": model.n_heads * model.cfg.d_head}.get(component, model.d_model)
-
-
-@estimator("patching")
-def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estimate:
-    """Passes and memory from the pairs' shapes; time from one patched forward pass (activation
-    patching) or one forward and backward pass (attribution, RelP) on the real pairs."""
-    config.check(model)
-    pairs = load_pairs_for(model, config)
-    batch = prepare(model, pairs)
-    layers = list(config.layers) or list(range(model.n_layers))
-    B, T = batch.clean.shape
-    nbytes = torch.empty((), dtype=model.dtype).element_size()
-    recorded = sum(B * T * _site_width(model, c) * nbytes for c in config.components) * len(layers)
-    memory = {**preflight.held(model), "recorded sites": recorded}
-    common = dict(available=preflight.available_memory(model.device), device=str(model.device))
-    if config.method == "activation":
-        items = activation_items(model, config, batch, layers)
-        rows = sum(item[3] for item in items.values())
-        memory["forward"] = preflight.forward_bytes(model, min(config.batch_rows, rows), T)
-        est = preflight.Estimate("patching", forwards=2 + len(items), units=len(items), memory=memory,
-                                 work=f"{rows:,} patched rows of {T} tokens in {len(items):,} forward passes of "
-                                      f"up to {config.batch_rows} rows ({B} pairs)",
-                                 remedy="a smaller --batch-rows, fewer --layers or --components, or --dtype bfloat16",
-                                 **common)
-        if calibrate and items:  # one pass per component: their rows per pass differ
-            runs = []  # the timed baseline's own result (after its warm-up) feeds the patched passes
-            est.seconds, _ = preflight.time_once(model, lambda: runs.append(baseline(model, config, batch, layers)))
-            b, timed, firsts = runs[-1], [], {}
-            for item in items.values():
-                firsts.setdefault(item[0], item)
-            for n, (component, first) in enumerate(firsts.items()):
-                seconds, peak = preflight.time_once(
-                    model, lambda first=first: activation_item(model, first, config, batch, b.source_acts,
-                                                               b.clean_last), warmup=n == 0)
-                est.measured_peak = max(est.measured_peak or 0.0, peak or 0.0) or None
-                est.seconds += seconds * sum(i[3] for i in items.values() if i[0] == component) / first[3]
-                timed.append(f"{component} {seconds:.2f} s for {first[3]} rows")
-            est.calibration = "one forward pass per component timed: " + ", ".join(timed)
-        if config.workers > 1:
-            est.notes.append(f"with --workers {config.workers} the patched passes divide over up to "
-                             f"{config.workers} actors (plus their start-up)")
-        return est
-    memory["forward and backward"] = preflight.forward_bytes(model, B, T, grad=True) + recorded
-    est = preflight.Estimate("patching", forwards=3, backwards=1, units=1, memory=memory,
-                             work=f"{B} pairs of {T} tokens, {config.method} in one backward pass",
-                             remedy="fewer pairs (--n), fewer --layers or --components, or --dtype bfloat16",
-                             **common)
-    if calibrate:
-        def once():
-            b = baseline(model, config, batch, layers)
-            gradient_scores(model, config, batch, layers, b.metric, b.source_acts)
-
-        est.seconds, est.measured_peak = preflight.time_once(model, once)
-        est.calibration = "the whole job, timed once"
-    return est
-
-
 def load_pairs_for(model, config: PatchingConfig) -> list[Pair]:
     if config.dataset in IOI_SETS:
         from interp.datasets.ioi import ioi_pairs
@@ -422,7 +361,7 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
         provenance=provenance(model, config),
         tables={"scores": scores, "pairs": pairs_df},
         metrics={"method": config.method, "direction": config.direction, "metric": config.metric,
-                 "n_pairs": len(pairs), "seconds": seconds, "dataset_hash": dataset_hash(pairs_df),
+                 "n_pairs": len(pairs), "seconds": seconds, "dataset_hash": pairs_hash(pairs_df),
                  f"mean_metric_{base_name}": float(pairs_df.metric_base.mean()),
                  f"mean_metric_{source_name}": float(pairs_df.metric_source.mean()),
                  "rules": str(Rules.parse(config.rules)) if config.method == "relp" else None},

@@ -42,7 +42,7 @@ from interp.progress import bar
 from interp.result import Config, Result, option, provenance
 from interp.storage.cache import Entry, load_tensors, save_tensors
 from interp.tracing import record
-from interp.tracing.masks import Masks, masked
+from interp.tracing.masks import Masks, masked, random_like
 
 MIN_TOKENS = 2000
 
@@ -150,12 +150,6 @@ def layout(model, hard: dict[str, Tensor]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def random_like(hard: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
-    """A random subnetwork of the same expected size: each weight kept with probability ``fraction``."""
-    gen = torch.Generator().manual_seed(seed)  # drawn in name order: the same masks from a stored run
-    return {n: torch.rand(hard[n].shape, generator=gen) < fraction for n in sorted(hard)}
-
-
 def _scores(model, windows: Tensor, table: BigramTable) -> dict:
     """Soft CE and KL against the bigram distribution, and the LM loss, on ``windows``."""
     windows = windows.to(model.device)
@@ -208,7 +202,7 @@ def evaluate(model, masks: Masks, hard: dict[str, Tensor], windows: Tensor, tabl
 
 
 
-@register("bigram_subnetworks", BigramConfig)
+@register("bigram_subnetworks", BigramConfig, mutates_weights=True)
 def run(model, config: BigramConfig) -> Result:
     """Learn a bigram subnetwork and measure its size, location, sufficiency and necessity."""
     started = time.perf_counter()
@@ -225,7 +219,7 @@ def run(model, config: BigramConfig) -> Result:
         try:
             heldout = heldout_windows(model, config.corpus, config.corpus_tokens, config.heldout_tokens,
                                       config.seq_len)
-            surprisal = surprisal_rows(model, masks, hard, heldout, table, config.random_seeds, random_like)
+            surprisal = surprisal_rows(model, masks, hard, heldout, table, config.random_seeds)
         except InterpError as exc:  # a corpus with nothing past the counted tokens: said in the notes
             surprisal, no_surprisal = None, str(exc)
         overlap = {}
@@ -294,28 +288,3 @@ def pack(keep: Tensor) -> Tensor:
     if int(flat.sum()) * 32 < flat.numel():
         return flat.nonzero()[:, 0].int()
     return torch.from_numpy(np.packbits(flat.numpy()))
-
-
-def unpack(stored: Tensor, shape) -> Tensor:
-    n = int(np.prod(shape))
-    if stored.dtype == torch.uint8:
-        return torch.from_numpy(np.unpackbits(stored.numpy(), count=n).astype(bool)).view(*shape)
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[stored.long()] = True
-    return keep.view(*shape)
-
-
-def stored_table(result: Result) -> BigramTable:
-    t = result.tensors
-    return BigramTable(len(t["bigram/unigram"]), t["bigram/row_ptr"], t["bigram/next"], t["bigram/counts"],
-                       t["bigram/unigram"], t["bigram/context"])
-
-
-def stored_mask(result: Result, model) -> dict[str, Tensor]:
-    """The subnetwork's boolean masks, rebuilt from the stored indices of kept weights."""
-    out = {}
-    for key, idx in result.tensors.items():
-        if key.startswith("kept/"):
-            name = key.removeprefix("kept/")
-            out[name] = unpack(idx, tuple(model.hf_params[name].shape))
-    return out

@@ -24,11 +24,14 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.analyses.base import register
+from interp.analyses.subnetworks.read import stored_mask, stored_subnetwork, stored_table
 from interp.datasets.bigrams import BigramTable
 from interp.datasets.corpus import load_corpus, token_windows
 from interp.errors import InterpError
+from interp.metrics import pearson
 from interp.progress import bar
 from interp.result import Config, Result, option, provenance
+from interp.tracing.masks import masked, random_like
 
 LN2 = float(np.log(2))
 
@@ -67,8 +70,7 @@ def fit(surprisal: Tensor, bigram: Tensor) -> dict:
         return {"pearson_dropped": float("nan"), "pearson_max": float("nan"), "n_tokens": len(b),
                 "n_infinite": int((~finite).sum())}
     replaced = np.where(finite, b, b[finite].max())
-    return {"pearson_dropped": float(np.corrcoef(s[finite], b[finite])[0, 1]),
-            "pearson_max": float(np.corrcoef(s, replaced)[0, 1]), "n_tokens": len(b),
+    return {"pearson_dropped": pearson(s[finite], b[finite]), "pearson_max": pearson(s, replaced), "n_tokens": len(b),
             "n_infinite": int((~finite).sum())}
 
 
@@ -84,8 +86,8 @@ def heldout_windows(model, corpus: str, counted_tokens: int, n_tokens: int, seq_
     return torch.tensor(windows, dtype=torch.long)
 
 
-def surprisal_rows(model, masks, hard: dict[str, Tensor], windows: Tensor, table: BigramTable, random_seeds: int,
-                   random_like) -> pd.DataFrame:
+def surprisal_rows(model, masks, hard: dict[str, Tensor], windows: Tensor, table: BigramTable,
+                   random_seeds: int) -> pd.DataFrame:
     """The fit for the full model, the subnetwork ``hard`` and ``random_seeds`` random subnetworks of its size
     (``masks`` attached; left off)."""
     bigram = bigram_surprisal(table, windows)
@@ -116,28 +118,15 @@ class SurprisalConfig(Config):
     random_seeds: int = option(3, "random subnetworks of the same size", min=0)
 
 
-@register("bigram_surprisal", SurprisalConfig)
+@register("bigram_surprisal", SurprisalConfig, mutates_weights=True)
 def run(model, config: SurprisalConfig) -> Result:
     """Correlate the subnetwork's per-token surprisal with bigram surprisal on held-out text."""
-    from interp.analyses.subnetworks.bigram_subnetworks import random_like, stored_mask, stored_table
-    from interp.storage import load_result, newest_run, resolve_run
-
-    path = resolve_run(config.subnetwork) if config.subnetwork else newest_run("bigram_subnetworks",
-                                                                                model.weights_hash)
-    if path is None:
-        raise InterpError(f"no stored bigram subnetwork for {model.spec}: run `interp bigram --model {model.spec}` "
-                          "first, or give --subnetwork")
-    source = load_result(path)
-    if source.provenance.get("weights_hash") != model.weights_hash:
-        raise InterpError(f"run {source.run_id} was learned on other weights ({source.provenance.get('model')}); "
-                          f"load that model, not {model.spec}")
-    from interp.tracing.masks import masked
-
+    source = stored_subnetwork(model, config.subnetwork)
     c = source.config
     windows = heldout_windows(model, c.corpus, c.corpus_tokens, config.heldout_tokens, c.seq_len)
     with masked(model, c.params, c.init) as masks:
         rows = surprisal_rows(model, masks, stored_mask(source, model), windows, stored_table(source),
-                              config.random_seeds, random_like)
+                              config.random_seeds)
     metrics = {"subnetwork_run": source.run_id, "kept_fraction": source.metrics["kept_fraction"],
                **surprisal_metrics(rows)}
     sub, full = metrics["subnetwork"], metrics["full"]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import interp
-from interp.analyses.neurons.atlas import AtlasConfig, active_on_text
+from interp.analyses.neurons.atlas import AtlasConfig
+from interp.analyses.neurons.read import active_on_text
 from interp.datasets.prompts import Pair
 from interp.models import load_model
 

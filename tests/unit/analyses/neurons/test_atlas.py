@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import interp
-from interp.analyses.neurons.atlas import AtlasConfig, active_on_text, contexts, plan
+from interp.analyses.neurons.atlas import AtlasConfig, plan
+from interp.analyses.neurons.read import active_on_text, contexts
 from interp.errors import InterpError
 from interp.names import hook_name
 from interp.tracing.hooks import record
@@ -206,7 +207,8 @@ def test_glu_quadrants_and_stored_contexts_equal_brute_force(tiny_llama, corpus)
 def test_firing_mass_per_sign_from_the_histogram(tiny_llama, corpus):
     """The histogram's firing mass per sign is close to a dense computation (bin midpoints, within the
     bins' 1.25x width), and a negative-only neuron's positive mass is zero."""
-    from interp.analyses.neurons.atlas import DENSITY_FRACTION, firing_mass
+    from interp.analyses.neurons.atlas import DENSITY_FRACTION
+    from interp.analyses.neurons.read import firing_mass
 
     config = _config(corpus)
     result = interp.run("neuron_atlas", tiny_llama, config, save=False)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 
 import interp
-from interp.analyses.neurons.card import SECTIONS, neuron_card, verify_patching
-from interp.analyses.neurons.clamping import dose_response
-from interp.analyses.neurons.diff import diff_models
+from interp.analyses.neurons.card import neuron_card, section_keys
+from interp.analyses.neurons.read import diff_models, dose_response
+from interp.analyses.patching.read import verify_patching
 from interp.errors import InterpError
 from interp.models import load_model
 from tests.unit.cli.helpers import run_cli, strict
@@ -59,7 +58,7 @@ def test_every_section_shows_the_planted_neuron(planted, pairs, tmp_path):
     corpus.write_text(TEXT)
     _store_everything(planted, str(corpus), pairs)
     card = neuron_card(planted, f"{LAYER}.{INDEX}")
-    assert list(card.sections) == list(SECTIONS)
+    assert list(card.sections) == section_keys()
     assert card["identity"].data["norms"]["out"]["ratio"] > 1  # planted weights are larger than the layer's median
     dec = card["decoding"].data
     assert dec["promoted"][0]["token"] == "Z"
@@ -86,7 +85,7 @@ def test_every_section_shows_the_planted_neuron(planted, pairs, tmp_path):
 
     table = dose_response(planted, [f"{LAYER}.{INDEX}"], "Z", [-8.0, 0.0, 8.0, 32.0])
     page = card_html(card, clamp=table, clamp_target="Z")
-    assert page.count("<h2") == len(SECTIONS) and "Plotly.newPlot" in page and "<script src=" not in page
+    assert page.count("<h2") == len(section_keys()) and "Plotly.newPlot" in page and "<script src=" not in page
 
 
 def test_dose_response_rises_with_the_clamp_and_refuses_non_finite_values(planted):
@@ -137,7 +136,8 @@ def test_diff_finds_the_edited_neurons(planted, tiny_llama):
     table = diff_models(tiny_llama, planted, k=3)
     assert (table.layer.iloc[0], table.neuron.iloc[0]) == (LAYER, INDEX)
     assert table.d_weights.iloc[0] > 1 and table.d_weights.iloc[1] == 0
-    assert isinstance(diff_models(tiny_llama, tiny_llama, k=0), pd.DataFrame)
+    same = diff_models(tiny_llama, tiny_llama, k=0)  # k=0: every neuron; a model against itself changed nowhere
+    assert len(same) == tiny_llama.n_layers * tiny_llama.d_mlp and (same.d_weights == 0).all()
 
 
 def test_card_cli_json_and_html(pairs, tmp_path, capsys, monkeypatch):

@@ -4,13 +4,8 @@ import pytest
 import torch
 
 import interp
-from interp.analyses.neurons.decoding import (
-    decode_block,
-    neuron_tokens,
-    neurons_for,
-    side_basis,
-    side_vectors,
-)
+from interp.analyses.neurons.decoding import decode_block, side_basis, side_vectors
+from interp.analyses.neurons.read import neuron_tokens, neurons_for
 from interp.errors import InterpError
 
 
@@ -126,7 +121,7 @@ def _brute_force_specificity(model, token: int, own_top: int, typical=None):
 
 @pytest.mark.parametrize("token", [3, 100, 250])
 def test_specificity_index_equals_brute_force_both_signs(tiny_llama, token):
-    from interp.analyses.neurons.decoding import specific_neurons
+    from interp.analyses.neurons.read import specific_neurons
 
     k = 6
     result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)
@@ -144,7 +139,7 @@ def test_specificity_takes_each_neurons_typical_side(tiny_llama):
     not on out+); one that fires only positive, on out+."""
     import pandas as pd
 
-    from interp.analyses.neurons.decoding import specific_neurons
+    from interp.analyses.neurons.read import specific_neurons
 
     k, token = 6, 100
     result = interp.run("lm_head_decoding", tiny_llama, top_k=k, save=False)

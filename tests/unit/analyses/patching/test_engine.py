@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import interp
 from interp.analyses.patching.engine import PatchingConfig, at_last, metric_fn, prepare, run
-from interp.analyses.patching.faithfulness import compare
+from interp.analyses.patching.read import compare
 from interp.datasets.prompts import Pair
 from interp.errors import InterpError
 from interp.models import load_model
@@ -85,10 +86,15 @@ def test_other_metrics_and_storage(tiny_llama, metric):
     result = run(tiny_llama, PatchingConfig(method="relp", metric=metric, components=("mlp_out", "heads")),
                  pairs=PAIRS)
     loaded = interp.load_result(interp.save_result(result))
-    assert loaded.table("scores").equals(result.table("scores"))
-    cmp = compare(loaded, result)
-    assert set(cmp.component) == {"mlp_out", "heads"}
-    assert cmp.pearson.tolist() == pytest.approx([1.0, 1.0]) and cmp.top_k_overlap.tolist() == [1.0, 1.0]
+    assert loaded.table("scores").equals(result.table("scores"))  # storage is exact
+    # the metric is applied: the same method and pairs under logit_diff give other scores, and the two runs
+    # are refused as not comparable unless forced (the table then says why)
+    base = run(tiny_llama, PatchingConfig(method="relp", components=("mlp_out", "heads")), pairs=PAIRS)
+    with pytest.raises(InterpError, match=f"metric 'logit_diff' vs '{metric}'"):
+        compare(base, loaded)
+    cmp = compare(base, loaded, force=True)
+    assert set(cmp.component) == {"mlp_out", "heads"} and (cmp.forced.str.contains("metric")).all()
+    assert not np.allclose(base.table("scores").score, loaded.table("scores").score)
 
 
 def test_pairs_file(tiny_llama, tmp_path):

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 import interp
-from interp.analyses.patching.faithfulness import bootstrap, pearson, per_pair, ranks
+from interp.analyses.patching.faithfulness import bootstrap, per_pair
 from interp.errors import InterpError
+from interp.metrics import pearson, ranks
 
 
 def synthetic(n_pairs: int, units: int = 40, noise: float = 1.0, seed: int = 0) -> pd.DataFrame:

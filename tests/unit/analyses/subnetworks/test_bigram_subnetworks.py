@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import interp
-from interp.analyses.subnetworks.bigram_subnetworks import BigramConfig, pack, stored_mask, stored_table, unpack
+from interp.analyses.subnetworks.bigram_subnetworks import BigramConfig, pack
+from interp.analyses.subnetworks.read import stored_mask, stored_table, unpack
 from interp.datasets.bigrams import count_bigrams
 from interp.errors import InterpError
 from interp.models import load_model
