@@ -69,7 +69,8 @@ def workbench() -> Workbench:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _call(spec: str, weights_hash: str, method: str, args: tuple, kwargs: tuple, runs_stamp: tuple):
+def _call(spec: str, weights_hash: str, method: str, args: tuple, kwargs: tuple, runs_stamp: tuple,
+          store_stamp: tuple):
     return getattr(_workbench(spec), method)(*args, **dict(kwargs))
 
 
@@ -84,11 +85,12 @@ def _stamp(value) -> float | None:
 
 
 def call(method: str, *args, **kwargs):
-    """``workbench().method(*args, **kwargs)``, computed once per weights, arguments and the
-    modification times of the stored runs among the arguments."""
+    """``workbench().method(*args, **kwargs)``, computed once per weights, arguments, the modification times
+    of the stored runs among the arguments and the store's stamp (a run stored or removed anywhere reads
+    again). Methods that return a whole Result go through the workbench's own cache instead (``wb.result``)."""
     wb = workbench()
     stamp = tuple(_stamp(v) for v in (*args, *kwargs.values()))
-    return _call(wb.spec, wb.weights_hash, method, args, tuple(sorted(kwargs.items())), stamp)
+    return _call(wb.spec, wb.weights_hash, method, args, tuple(sorted(kwargs.items())), stamp, wb.store_stamp())
 
 
 def decoding():

@@ -169,14 +169,16 @@ class Workbench:
         nid = self.check_neuron(neuron)
         return neurons.atlas_row(self.result(atlas_path), nid.layer, nid.index)
 
-    def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int = 10,
+    def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int | None = None,
                  width: int | None = None) -> list[dict]:
         """The atlas's top (bottom) examples of a neuron with per-token activations ``width`` tokens either
-        side (default: the width the atlas stored, so no forward pass runs)."""
+        side. The defaults are what the atlas stored (the examples with stored activations, and their width), so
+        no forward pass runs; a larger ``k`` or ``width`` re-runs the examples' windows."""
         nid = self.check_neuron(neuron)
         atlas = self.result(atlas_path)
         width = neurons.stored_width(atlas) if width is None else width
-        return neurons.contexts(self.model, atlas, nid.layer, nid.index, which, k=k, width=width)
+        k = neurons.stored_contexts(atlas, nid.layer, nid.index, which) if k is None else k
+        return neurons.contexts(self.model, atlas, nid.layer, nid.index, which, k=k or None, width=width)
 
     def active_on_text(self, text: str, k: int = 3, atlas_path: str | None = None) -> pd.DataFrame:
         """Per token of ``text``, the neurons that fire most (relative to their atlas max, with an atlas)."""

@@ -11,7 +11,7 @@ st.title("Bigram subnetwork")
 st.caption("Bigram Subnetworks: Mapping to Next Tokens in Transformer Language Models (Chang & Bergen, 2025) · "
            "a continuous-sparsification mask trained to reproduce P(next | current token).")
 wb = workbench()
-path = wb.latest_path("bigram_subnetworks")
+path = call("latest_path", "bigram_subnetworks")
 if path is None:
     st.info("No bigram-subnetwork run of this model yet: `interp bigram` runs the CPU protocol "
             "(`--device cuda --steps 15000 --lr 5e-5 --t-mult 1.001` for the paper's).")

@@ -12,7 +12,7 @@ st.title("Neuron atlas")
 st.caption("Anchors: Neuroscope's scan_over_data, OpenAI's neuron-explainer, Neuronpedia. "
            "Per-neuron contexts and histograms are in the neuron explorer.")
 wb = workbench()
-atlas_path = wb.atlas_path()
+atlas_path = call("atlas_path")
 if atlas_path is None:
     st.info("No atlas stored for this model yet: `interp atlas --corpus sampled:4096+stdlib-docs --tokens 16384` "
             "(or `make run`) builds one.")

@@ -102,7 +102,7 @@ if asked:
 
 # --- the atlas: what text makes it fire ----------------------------------------------------
 st.subheader("What makes it fire")
-atlas_path = wb.atlas_path()
+atlas_path = call("atlas_path")
 activity = call("neuron_activity", atlas_path, str(nid)) if atlas_path else None
 if atlas_path is None:
     st.info("No neuron atlas for this model yet: `interp atlas --corpus sampled:4096+stdlib-docs --tokens 16384` "
@@ -123,7 +123,7 @@ else:
     st.plotly_chart(histogram(atlas, nid.layer, nid.index), width="stretch", key="atlas_hist")
     for which, title in (("top", "Top activations"), ("bottom", "Most negative activations")):
         try:
-            ctxs = call("contexts", atlas_path, str(nid), which, k=10, width=12)
+            ctxs = call("contexts", atlas_path, str(nid), which)  # what the atlas stored: no forward pass
         except Exception as exc:
             show_error(exc)
             continue

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 from components import job_panel, neuron_link, start_job
-from state import show_error, workbench
+from state import call, show_error, workbench
 
 from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, interval_dots, mean_scores, per_pair_boxes
 from interp.workbench import COMPONENTS, METHODS
@@ -30,7 +30,7 @@ with st.expander("Run patching on this model", expanded=False):
             start_job("patch-job", "patching", method=method, dataset=dataset, n=int(n), components=comps)
     job_panel("patch-job")
 
-groups = wb.patching_groups()
+groups = call("patching_groups")
 if not groups:
     st.info(f"No patching runs of `{wb.spec}` yet. Run one above, or `interp patch --method relp` "
             "(`make run` copies the precomputed IOI runs of the embedded model).")
@@ -38,7 +38,7 @@ if not groups:
 
 key = st.selectbox("Dataset and metric", list(groups), format_func=lambda k: ", ".join(
     f"{a}={b}" for a, b in json.loads(k).items()))
-comparison = wb.patching_comparison(key)
+comparison = call("patching_comparison", key)
 results = {m: wb.result(p) for m, p in comparison["paths"].items()}
 methods = comparison["methods"]
 st.caption(" · ".join(f"**{m}**: {results[m].metrics['seconds']:.1f} s ({results[m].run_id})" for m in methods))
@@ -83,7 +83,7 @@ if faith is not None:
 
 st.subheader("Top neurons of an MLP layer")
 layer = st.selectbox("MLP layer", list(range(n_layers)), index=n_layers - 1)
-scored = wb.layer_neuron_scores(key, layer)
+scored = call("layer_neuron_scores", key, layer)
 if scored is None:
     cfg = json.loads(key)
     if st.button(f"Score layer {layer}'s neurons with RelP (one backward pass)"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from state import model_spec, show_error, workbench
+from state import call, model_spec, show_error, workbench
 
 from interp.viz import figures
 
 wb = workbench()
-runs = wb.runs()
+runs = call("runs")
 st.title("interp: MLP-neuron workbench")
 st.caption(f"Model: `{model_spec()}` · runs from the store ($INTERP_RUNS)")
 

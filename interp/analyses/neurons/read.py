@@ -216,6 +216,14 @@ def histogram(atlas: Result, layer: int, neuron: int) -> dict:
             "lo": lo[first:last].tolist(), "hi": hi[first:last].tolist()}
 
 
+def stored_contexts(atlas: Result, layer: int, neuron: int, which: str) -> int:
+    """How many of the neuron's ``which`` examples the atlas stored per-token activations for (0: none)."""
+    ex = atlas.table("examples")
+    if "context" not in ex:
+        return 0
+    return int(((ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which) & (ex.context >= 0)).sum())
+
+
 def has_examples(atlas: Result, layer: int, neuron: int, which: str) -> bool:
     ex = atlas.table("examples")
     return bool(((ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which) & (ex.window >= 0)).any())

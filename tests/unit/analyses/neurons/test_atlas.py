@@ -204,6 +204,24 @@ def test_glu_quadrants_and_stored_contexts_equal_brute_force(tiny_llama, corpus)
             assert a["tokens"] == b["tokens"] and a["acts"] == pytest.approx(b["acts"], abs=1e-6)
 
 
+def test_the_facade_reads_stored_contexts_without_a_forward_pass(tiny_llama, corpus, monkeypatch):
+    """The explorer's default (``Workbench.contexts`` with no k or width) asks for what the atlas stored; a
+    forward pass there would be a miss (a planted wider request does run one)."""
+    import interp.analyses.neurons.read as read
+    from interp.workbench import Workbench
+
+    result = interp.run("neuron_atlas", tiny_llama, _config(corpus))
+    wb = Workbench("tiny-llama", model=tiny_llama)
+    calls = []
+    real = read.record
+    monkeypatch.setattr(read, "record", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    got = wb.contexts(str(result.path), "1.3", "top")
+    assert calls == [] and len(got) == read.stored_contexts(result, 1, 3, "top") > 0
+    assert len(got[0]["acts"]) <= 2 * read.stored_width(result) + 1
+    wb.contexts(str(result.path), "1.3", "top", width=read.stored_width(result) + 1)
+    assert calls == [1]
+
+
 def test_firing_mass_per_sign_from_the_histogram(tiny_llama, corpus):
     """The histogram's firing mass per sign is close to a dense computation (bin midpoints, within the
     bins' 1.25x width), and a negative-only neuron's positive mass is zero."""
