@@ -36,7 +36,7 @@ from torch import Tensor
 
 from interp.analyses.base import cached_run, get_analysis, run
 from interp.analyses.facts import read as facts
-from interp.analyses.neurons import read as neurons
+from interp.analyses.neurons import read as neuron_read
 from interp.analyses.patching import read as patching
 from interp.analyses.subnetworks import read as subnetworks
 from interp.errors import InterpError
@@ -143,23 +143,23 @@ class Workbench:
         typical = None
         if by == "specificity":
             atlas = self.atlas_path()
-            typical = neurons.typical_activation(self.result(atlas)) if atlas else None
-        return neurons.neurons_for(self.decoding(), self.token_id(token), k, side, by=by, typical=typical)
+            typical = neuron_read.typical_activation(self.result(atlas)) if atlas else None
+        return neuron_read.neurons_for(self.decoding(), self.token_id(token), k, side, by=by, typical=typical)
 
     def neuron_decoding(self, neuron: str) -> pd.DataFrame:
         """Every decoded row of one neuron (side, rank, token, score)."""
         nid = self.check_neuron(neuron)
-        return neurons.neuron_tokens(self.decoding(), nid.layer, nid.index)
+        return neuron_read.neuron_tokens(self.decoding(), nid.layer, nid.index)
 
     def neuron_norms(self, neuron: str) -> dict:
         """The neuron's weight norms per side, its layer's median of each, and its top promoted token."""
         nid = self.check_neuron(neuron)
-        return neurons.neuron_summary(self.decoding(), nid.layer, nid.index)
+        return neuron_read.neuron_summary(self.decoding(), nid.layer, nid.index)
 
     def layer_neurons(self, layer: int) -> pd.DataFrame:
         """One layer's neurons by output-weight norm, with their top decoded tokens."""
         self.model.check_layer(layer)
-        return neurons.layer_summary(self.decoding(), layer)
+        return neuron_read.layer_summary(self.decoding(), layer)
 
     def atlas_path(self) -> str | None:
         return self.latest_path("neuron_atlas")
@@ -167,7 +167,7 @@ class Workbench:
     def neuron_activity(self, atlas_path: str, neuron: str) -> dict | None:
         """The atlas's statistics of one neuron (None when the atlas lacks its layer)."""
         nid = self.check_neuron(neuron)
-        return neurons.atlas_row(self.result(atlas_path), nid.layer, nid.index)
+        return neuron_read.atlas_row(self.result(atlas_path), nid.layer, nid.index)
 
     def contexts(self, atlas_path: str, neuron: str, which: str = "top", k: int | None = None,
                  width: int | None = None) -> list[dict]:
@@ -176,28 +176,29 @@ class Workbench:
         no forward pass runs; a larger ``k`` or ``width`` re-runs the examples' windows."""
         nid = self.check_neuron(neuron)
         atlas = self.result(atlas_path)
-        width = neurons.stored_width(atlas) if width is None else width
-        k = neurons.stored_contexts(atlas, nid.layer, nid.index, which) if k is None else k
-        return neurons.contexts(self.model, atlas, nid.layer, nid.index, which, k=k or None, width=width)
+        width = neuron_read.stored_width(atlas) if width is None else width
+        k = neuron_read.stored_contexts(atlas, nid.layer, nid.index, which) if k is None else k
+        return neuron_read.contexts(self.model, atlas, nid.layer, nid.index, which, k=k or None, width=width)
 
     def active_on_text(self, text: str, k: int = 3, atlas_path: str | None = None) -> pd.DataFrame:
         """Per token of ``text``, the neurons that fire most (relative to their atlas max, with an atlas)."""
-        return neurons.active_on_text(self.model, text, k=k, atlas=self.result(atlas_path) if atlas_path else None)
+        return neuron_read.active_on_text(self.model, text, k=k, atlas=self.result(atlas_path) if atlas_path else None)
 
     def clamp_preview(self, prompt: str, neurons: Sequence[str], value: float, k: int = 8, n_generate: int = 0) -> dict:
         """Next-token probabilities before and after clamping (the union of both top-``k``), and
         greedy continuations with the clamp held."""
         nids = [self.check_neuron(n) for n in neurons]
-        out = {"table": neurons.next_token_table(self.model, prompt, nids, value, k=k), "before": None, "after": None}
+        table = neuron_read.next_token_table(self.model, prompt, nids, value, k=k)
+        out = {"table": table, "before": None, "after": None}
         if n_generate:
-            out["before"], out["after"] = neurons.clamped_generation(self.model, self.model.to_tokens(prompt), nids,
+            out["before"], out["after"] = neuron_read.clamped_generation(self.model, self.model.to_tokens(prompt), nids,
                                                                      value, n_generate)
         return out
 
     # --- the neuron card ---------------------------------------------------------------------------
-    def store(self) -> neurons.Store:
+    def store(self) -> neuron_read.Store:
         """The stored runs on this model's weights, read through this workbench's Result cache."""
-        return neurons.Store(self.weights_hash, self.result)
+        return neuron_read.Store(self.weights_hash, self.result)
 
     @staticmethod
     def store_stamp() -> tuple:
@@ -206,10 +207,10 @@ class Workbench:
         return store_stamp()
 
     def card(self, neuron: str, sections: Sequence[str] | None = None,
-             stamp: tuple | None = None) -> neurons.NeuronCard:
+             stamp: tuple | None = None) -> neuron_read.NeuronCard:
         """Everything the stored Results say about one neuron (``interp.analyses.neurons.card``); ``stamp``
         (``store_stamp()``) only keys the dashboard's cache."""
-        return neurons.neuron_card(self.model, neuron, self.store(), sections=tuple(sections) if sections else None)
+        return neuron_read.neuron_card(self.model, neuron, self.store(), sections=tuple(sections) if sections else None)
 
     def dose_response(self, neuron: str, target: str, values: Sequence[float] | None = None,
                       prompts: Sequence[str] | None = None) -> pd.DataFrame:
@@ -219,9 +220,9 @@ class Workbench:
         if values is None:
             atlas = self.atlas_path()
             stats = self.neuron_activity(atlas, str(nid)) if atlas else None
-            values = neurons.sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
+            values = neuron_read.sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
         kw = {"prompts": tuple(prompts)} if prompts else {}
-        return neurons.dose_response(self.model, [nid], target, values, **kw)
+        return neuron_read.dose_response(self.model, [nid], target, values, **kw)
 
     def verify_patching(self, neuron: str, run_path: str, k: int = 5) -> dict:
         """Activation patching of the neuron and its layer's top-``k`` by the stored run's score (stored)."""
@@ -233,7 +234,7 @@ class Workbench:
         other = self._other_model(other_spec)
         mine = self.atlas_path()
         theirs = newest_run("neuron_atlas", other.weights_hash)
-        return neurons.diff_models(self.model, other, self.result(mine) if mine else None,
+        return neuron_read.diff_models(self.model, other, self.result(mine) if mine else None,
                                    self.result(theirs) if theirs else None, k=k)
 
     def _other_model(self, spec: str):
