@@ -20,12 +20,16 @@ def file_sha(path: str | Path) -> str:
     return hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
 
 
-def save(record_id: str, figure: str, values: dict, command: str, files: list[str], note: str = "") -> Path:
-    """Write (or overwrite) record ``record_id``; ``files`` are paths relative to the repository root."""
-    from interp.result import git_commit
+def save(record_id: str, figure: str, values: dict, command: str, files: list[str], note: str = "",
+         commit: str | None = None) -> Path:
+    """Write (or overwrite) record ``record_id``; ``files`` are paths relative to the repository root; ``commit``
+    defaults to the checkout's (``interp.result.git_commit``)."""
+    if commit is None:
+        from interp.result import git_commit
 
+        commit = git_commit()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"id": record_id, "figure": figure, "values": values, "command": command, "commit": git_commit(),
+    record = {"id": record_id, "figure": figure, "values": values, "command": command, "commit": commit,
               "date": date.today().isoformat(), "machine": f"{os.cpu_count()} CPU cores",
               "files": {f: file_sha(f) for f in sorted(files)}, "note": note}
     path = RESULTS / f"{record_id}.json"

@@ -42,7 +42,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from interp.models import load_model
-    from interp.models.loading import embedded_cache_dir
+    from interp.models.embedded import embedded_cache_dir
     from interp.names import hook_name
     from interp.tracing.hooks import record
 

@@ -80,7 +80,7 @@ def unbridged(spec: str):
     """An HF copy of an embedded model that was never bridged, read from its own cache."""
     from transformers import AutoModelForCausalLM
 
-    from interp.models.loading import embedded_cache_dir
+    from interp.models.embedded import embedded_cache_dir
 
     return AutoModelForCausalLM.from_pretrained(embedded_cache_dir(spec), dtype="float32",
                                                 use_safetensors=True).eval()

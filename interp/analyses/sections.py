@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from interp.errors import InterpError
+from interp.models.embedded import EMBEDDED
 from interp.names import NeuronId
 from interp.result import Result
 from interp.storage import list_runs, load_result
@@ -87,7 +88,7 @@ class CardContext:
     @property
     def spec_flag(self) -> str:
         """`` -m SPEC`` for commands that fill a section of a model other than the default."""
-        return "" if self.model.spec == "smollm2-135m" else f" -m {self.model.spec}"
+        return "" if self.model.spec == EMBEDDED else f" -m {self.model.spec}"
 
 
 @dataclass

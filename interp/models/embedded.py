@@ -22,7 +22,7 @@ EMBEDDED = "smollm2-135m"  # the default
 log = logging.getLogger("interp.models.loading")
 
 
-def _check_finite(spec: str, hf_model) -> None:
+def check_finite(spec: str, hf_model) -> None:
     """Damaged weights answer with NaN probabilities: refuse them at load instead."""
     for name, p in hf_model.named_parameters():
         if p.is_floating_point() and p.device.type != "meta" and not bool(torch.isfinite(p).all()):
@@ -30,7 +30,7 @@ def _check_finite(spec: str, hf_model) -> None:
                               "download it again (or delete the cache under $INTERP_HOME/models)")
 
 
-def _load_gguf(path: Path):
+def load_gguf(path: Path):
     """A local GGUF file, dequantized by transformers (no network)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -134,11 +134,11 @@ def _read_cache(cache: Path, spec: str = EMBEDDED):
     hf_logging.disable_progress_bar()  # a sub-second load needs no bar
     model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(cache)
-    _check_finite(spec, model)
+    check_finite(spec, model)
     return model, tokenizer, meta
 
 
-def _load_embedded(spec: str = EMBEDDED):
+def load_embedded(spec: str = EMBEDDED):
     entry = _embedded_entry(spec)
     cached = entry.read(lambda path: _read_cache(path, spec))  # a corrupt or partial cache is dropped and rebuilt
     return cached if cached is not None else _build_embedded_cache(entry, spec)
@@ -156,7 +156,7 @@ def _build_embedded_cache(entry: Entry, spec: str = EMBEDDED):
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         if e.architectures:
             model.config.architectures = list(e.architectures)  # the GGUF load leaves it empty
-        _check_finite(spec, model)  # nothing damaged is cached
+        check_finite(spec, model)  # nothing damaged is cached
         # save_pretrained refuses GGUF-quantized models: write the state dict ourselves
         # and drop quantization_config so the cache loads as a plain float model.
         state = {k: v.contiguous() for k, v in model.state_dict().items()}

@@ -38,18 +38,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InterpError
-from interp.models.embedded import (  # noqa: F401  (re-exported: the embedded models' names and caches)
-    CACHE_VERSION,
-    EMBEDDED,
-    EMBEDDED_MODELS,
-    Embedded,
-    _check_finite,
-    _load_embedded,
-    _load_gguf,
-    _read_cache,
-    embedded_cache_dir,
-    gguf_path,
-)
+from interp.models.embedded import EMBEDDED, EMBEDDED_MODELS, check_finite, load_embedded, load_gguf
 from interp.models.model import Model
 from interp.models.tiny import TINY, build_tiny
 from interp.storage.cache import atomic_dir, file_fingerprint
@@ -91,10 +80,10 @@ def load_model(
         hf_model, tokenizer = build_tiny(spec)
         name, source = f"interp/{spec}", "random"
     elif spec in EMBEDDED_MODELS:
-        hf_model, tokenizer, meta = _load_embedded(spec)
+        hf_model, tokenizer, meta = load_embedded(spec)
         name, source, known_hash = EMBEDDED_MODELS[spec].hf_name, meta["source"], meta["weights_hash"]
     elif str(spec).endswith(".gguf"):
-        hf_model, tokenizer = _load_gguf(Path(spec).expanduser())
+        hf_model, tokenizer = load_gguf(Path(spec).expanduser())
         name, source = Path(spec).stem, f"gguf:{Path(spec).resolve()}"
     else:
         device_map = device if device in DEVICE_MAPS else None
@@ -102,7 +91,7 @@ def load_model(
         name, source = spec, str(Path(spec).resolve()) if Path(spec).is_dir() else "hub"
         known_hash = files_hash(spec)
     if spec not in EMBEDDED_MODELS:  # an embedded model's weights are checked once, where its cache is read or built
-        _check_finite(spec, hf_model)
+        check_finite(spec, hf_model)
     if device not in DEVICE_MAPS or spec in BUILTIN:  # a device map places hub/local models at load time
         one = device if device not in DEVICE_MAPS else "cuda" if torch.cuda.is_available() else "cpu"
         hf_model = hf_model.to(device=one, dtype=dtype)

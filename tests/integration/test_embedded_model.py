@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from interp.models import load_model
-from interp.models.loading import embedded_cache_dir
+from interp.models.embedded import embedded_cache_dir
 from tests.conftest import unbridged
 from tests.unit.models.test_zoo import check_unbridged_parity
 from tests.unit.tracing.test_neuron_formula import check_neuron_formula
@@ -59,7 +59,7 @@ def test_a_gguf_path_is_a_model_spec(smol):
     import torch
 
     from interp.models import load_model
-    from interp.models.loading import gguf_path
+    from interp.models.embedded import gguf_path
 
     direct = load_model(str(gguf_path()))
     tokens = smol.to_tokens("The capital of France is")

@@ -14,7 +14,7 @@ from interp.analyses.base import register
 from interp.analyses.neurons.card import neuron_card, section_keys
 from interp.analyses.sections import CardContext, Section, card_section, unregister_section
 from interp.errors import InterpError
-from interp.result import Config, Result, option, provenance
+from interp.result import CONFIGS, Config, Result, option, provenance
 from interp.viz.card import card_html
 from interp.workbench import Workbench
 from tests.unit.cli.helpers import run_cli
@@ -53,6 +53,7 @@ def toy_technique():
     yield
     unregister_section("toy")
     base.REGISTRY.pop("toy_scores", None)
+    CONFIGS.pop("toy_scores", None)
 
 
 def test_a_new_technique_shows_on_the_card_without_editing_it(toy_technique, tiny_llama, capsys, monkeypatch):
@@ -102,3 +103,4 @@ def test_the_registry_says_what_changes_weights_and_the_facade_obeys(tiny_llama)
         assert seen["model"] is not tiny_llama and seen["model"].weights_hash == tiny_llama.weights_hash
     finally:
         base.REGISTRY.pop("toy_mutating", None)
+        CONFIGS.pop("toy_mutating", None)

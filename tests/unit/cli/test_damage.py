@@ -71,7 +71,7 @@ def test_a_runs_folder_that_is_a_file_fails_before_the_work(capsys, monkeypatch,
 
 
 def test_a_corrupted_model_cache_is_detected(tmp_path):
-    from interp.models.loading import _read_cache
+    from interp.models.embedded import _read_cache
     from interp.storage.cache import file_fingerprint
 
     weights = tmp_path / "model.safetensors"

@@ -130,9 +130,7 @@ def test_a_record_goes_stale_when_a_timed_file_changes(records, tmp_path, monkey
     monkeypatch.setattr(records, "ROOT", tmp_path)
     monkeypatch.setattr(records, "RESULTS", tmp_path / "benchmarks" / "results")
     (tmp_path / "timed.py").write_text("x = 1\n")
-    monkeypatch.setitem(sys.modules, "interp.result", type(sys)("fake"))
-    sys.modules["interp.result"].git_commit = lambda: "abc"
-    records.save("demo", "1.00× nothing", {"ratio": 1.0}, "python demo.py", ["timed.py"])
+    records.save("demo", "1.00× nothing", {"ratio": 1.0}, "python demo.py", ["timed.py"], commit="abc")
     assert records.stale() == []
     (tmp_path / "timed.py").write_text("x = 2\n")
     assert records.stale() == [("demo", ["timed.py"])]
