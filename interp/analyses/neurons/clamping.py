@@ -119,10 +119,10 @@ def run(model, config: ClampConfig) -> Result:
             targets = (model.token_str(int(model(model.to_tokens(config.prompts[0]))[0, -1].argmax())),)
     probs, gens = clamp_effect(model, config.neurons, config.value, config.prompts, targets, config.generate)
     return Result(analysis="clamp", config=config, provenance=provenance(model, config),
-                  tables={"probs": probs, "generations": gens}, metrics=_clamp_metrics(probs, gens, targets))
+                  tables={"probs": probs, "generations": gens}, metrics=clamp_metrics(probs, gens, targets))
 
 
-def _clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
+def clamp_metrics(probs: pd.DataFrame, gens: pd.DataFrame, targets) -> dict:
     mentions = {t: float(gens.after.str.contains(t.strip(), regex=False).mean()) if len(gens) else None
                 for t in targets}
     return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interp.analyses.base import cached_run, register
-from interp.analyses.neurons.clamping import NEUTRAL_PROMPTS, _clamp_metrics, clamp_effect
+from interp.analyses.neurons.clamping import NEUTRAL_PROMPTS, clamp_effect, clamp_metrics
 from interp.analyses.neurons.read import neurons_for, typical_activation
 from interp.analyses.neurons.stats import neuron_stats
 from interp.names import NeuronId
@@ -45,7 +45,7 @@ def concept_experiment(model, decoding: Result, config: ConceptConfig, typical=N
     sign = -1.0 if str(top.get("side", "out+")) == "out-" else 1.0
     value = sign * config.multiple * typical_max
     probs, gens = clamp_effect(model, [neuron], value, config.prompts, [config.concept], config.generate)
-    metrics = _clamp_metrics(probs, gens, [config.concept])
+    metrics = clamp_metrics(probs, gens, [config.concept])
     metrics.update({"concept": config.concept, "side": config.side, "ranking": config.ranking, "neuron": str(neuron),
                     "decoded_score": float(top.score), "typical_max": typical_max, "multiple": config.multiple,
                     "value": value, "typical_max_corpus": f"{config.corpus}, {int(stats['count'][0])} tokens"})
