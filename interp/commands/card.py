@@ -35,6 +35,11 @@ def card_cmd(
     from interp.analyses.patching.read import verify_patching
     from interp.storage import load_result
 
+    if html:  # the output file is checked before any work
+        target = Path(html)
+        if target.is_dir() or not target.parent.is_dir():
+            raise InterpError(f"--html {html!r}: give a file path in an existing folder"
+                              + (" (that is a folder)" if target.is_dir() else f" ({target.parent} does not exist)"))
     m = load(model, device, dtype)
     card = neuron_card(m, neuron)
     data = card.to_dict()

@@ -89,7 +89,7 @@ def test_an_unknown_section_is_named(tiny_llama):
 def test_the_registry_says_what_changes_weights_and_the_facade_obeys(tiny_llama):
     flagged = {name for name, a in base.discover().items() if a.mutates_weights}
     assert flagged == {"unlearning", "bigram_subnetworks", "bigram_surprisal"}
-    wb = Workbench("tiny-llama", model=tiny_llama)
+    wb = Workbench("tiny-llama", dtype=str(tiny_llama.dtype).removeprefix("torch."), model=tiny_llama)
     seen = {}
 
     @register("toy_mutating", ToyConfig, mutates_weights=True)

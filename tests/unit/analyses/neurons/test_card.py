@@ -128,6 +128,8 @@ def test_bad_input_is_one_clear_line(tiny_llama, tiny_gpt2, capsys, monkeypatch)
     assert code != 0 and "out of range" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, monkeypatch, "card", "0.1", "-m", "tiny-llama", "--clamp", "Z", "--values", "1,nan")
     assert code != 0 and "not a finite number" in err
+    code, _, err = run_cli(capsys, monkeypatch, "card", "0.1", "-m", "tiny-llama", "--html", "/no/such/dir/c.html")
+    assert code != 0 and "/no/such/dir does not exist" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, monkeypatch, "diff", "tiny-gpt2", "-m", "tiny-llama")
     assert code != 0 and "do not line up" in err
 
