@@ -29,6 +29,7 @@ pages = {
         ),
         st.Page("views/neuron_atlas.py", title="Neuron atlas", icon=":material/map:", url_path="neuron_atlas"),
         st.Page("views/patching.py", title="Patching", icon=":material/healing:", url_path="patching"),
+        st.Page("views/circuit.py", title="Circuit", icon=":material/hub:", url_path="circuit"),
         st.Page(
             "views/factual_recall.py",
             title="Factual recall",

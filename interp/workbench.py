@@ -35,6 +35,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.analyses.base import cached_run, get_analysis, run
+from interp.analyses.circuits import read as graphs
 from interp.analyses.facts import read as facts
 from interp.analyses.neurons import read as neuron_read
 from interp.analyses.patching import read as patching
@@ -275,6 +276,29 @@ class Workbench:
                                       f"({private.weights_hash} vs {self.weights_hash})")
                 self._private = private
             return self._private
+
+    # --- neuron graphs ---------------------------------------------------------------------------
+    def graph_runs(self) -> list[dict]:
+        """The stored neuron graphs of this model (newest first): path, prompt, targets, date, kept neurons."""
+        out = []
+        for row in self.runs("neuron_graph", this_model=True).itertuples():
+            r = self.result(row.path)
+            out.append({"path": str(row.path), "prompt": r.config.prompt, "targets": r.metrics["targets"],
+                        "created": str(row.created), "run_id": r.run_id, "neurons": r.metrics["n_neurons_kept"],
+                        "verified": "faithfulness" in r.tables})
+        return out
+
+    def graph_labels(self, graph_path: str) -> dict[tuple[int, int], str]:
+        """``(layer, neuron) -> "L.N 'token'"`` for a stored graph's neurons, from the stored decoding (if any)."""
+        nodes = self.result(graph_path).table("nodes")
+        neurons = nodes[nodes.kind == "neuron"]
+        decoding = newest_run("lm_head_decoding", self.weights_hash)
+        return neuron_read.token_labels(self.result(decoding) if decoding else None, self.model,
+                                        list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+
+    def graph_json(self, graph_path: str) -> dict:
+        """A stored graph in circuit-tracer's graph JSON, its neurons labelled by their top decoded token."""
+        return graphs.to_graph_json(self.result(graph_path), self.graph_labels(graph_path))
 
     def bigram_preview(self, bigram_path: str, token: str, k: int = 10) -> dict[str, pd.DataFrame]:
         """Next-token distributions after one token: the full model, the stored bigram subnetwork

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from interp.commands.common import DEVICE, DTYPE, JSON, MODEL, app, emit, load
+from interp.commands.common import DEVICE, DTYPE, JSON, MODEL, app, emit, load, output_file
 from interp.errors import InterpError
 
 
@@ -36,10 +36,7 @@ def card_cmd(
     from interp.storage import load_result
 
     if html:  # the output file is checked before any work
-        target = Path(html)
-        if target.is_dir() or not target.parent.is_dir():
-            raise InterpError(f"--html {html!r}: give a file path in an existing folder"
-                              + (" (that is a folder)" if target.is_dir() else f" ({target.parent} does not exist)"))
+        output_file("html", html)
     m = load(model, device, dtype)
     card = neuron_card(m, neuron)
     data = card.to_dict()

@@ -17,6 +17,7 @@ import json
 import sys
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -143,16 +144,31 @@ def _common() -> list[inspect.Parameter]:
                               annotation=bool)]
 
 
+def output_file(flag: str, path: str) -> Path:
+    """An output file named by ``--flag``, checked before any work: a path in an existing folder."""
+    target = Path(path)
+    if target.is_dir() or not target.parent.is_dir():
+        raise InterpError(f"--{flag} {path!r}: give a file path in an existing folder"
+                          + (" (that is a folder)" if target.is_dir() else f" ({target.parent} does not exist)"))
+    return target
+
+
 def config_command(name: str, analysis: str, human: Callable, *, cached: bool = False,
-                   extra: Callable | None = None, help: str | None = None):  # noqa: A002
+                   extra: Callable | None = None, help: str | None = None,  # noqa: A002
+                   files: dict[str, str] | None = None, write: Callable | None = None):
     """Register ``interp <name>``: options from ``analysis``'s Config, then run (or ``cached_run``) it.
 
-    ``extra(result)`` adds to the JSON document; ``human(result)`` prints the readable summary."""
+    ``extra(result)`` adds to the JSON document; ``human(result)`` prints the readable summary.
+    ``files``: output-file options (``{name: help}``), checked before the work; ``write(result, model,
+    {name: Path})`` writes those given and returns what to add to the JSON document."""
     from interp.analyses.base import ESTIMATORS, cached_run, get_analysis, run
 
     spec = get_analysis(analysis)
     fields = fields_of(spec.config)
     params = [_parameter(f, kind) for f, kind in fields] + _common()
+    for key, text in (files or {}).items():
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                                        default=typer.Option("", f"--{key}", help=text)))
     if analysis in ESTIMATORS:
         dry = typer.Option(False, "--dry-run", help="print the preflight estimate (passes, time, memory) and stop")
         params.append(inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=dry))
@@ -161,12 +177,15 @@ def config_command(name: str, analysis: str, human: Callable, *, cached: bool = 
         options = {f.name: convert(kind, kwargs[f.name], _free_text(f)) if kind in ("ints", "strs")
                    else kwargs[f.name] for f, kind in fields}
         config = spec.config.from_dict(options)  # every declared check, before the model loads
+        outputs = {key: output_file(key, kwargs[key]) for key in files or {} if kwargs[key]}
         model = load(kwargs["model"], kwargs["device"], kwargs["dtype"])
         if kwargs.get("dry_run"):
             return _dry_run(analysis, model, config, cached, kwargs["as_json"])
         result = cached_run(analysis, model, config) if cached else run(analysis, model, config,
                                                                         save=kwargs["save"])
         data = result.summary() | (extra(result) if extra else {})
+        if outputs:
+            data |= write(result, model, outputs)
         emit(data, kwargs["as_json"], lambda _: human(result))
 
     command.__signature__ = inspect.Signature(params)

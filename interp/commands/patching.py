@@ -62,3 +62,63 @@ def patch_compare(
         typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
     emit(table.to_dict("records"), as_json, lambda _: human(table))
+
+
+def _graph(r) -> None:
+    m = r.metrics
+    typer.echo(f"{r.config.prompt!r} -> {', '.join(m['targets'])}: {m['n_neurons_kept']} neurons kept of "
+               f"{m['n_expanded']} expanded, {m['n_edges']} edges; replacement {m['replacement']:.3f}, "
+               f"completeness {m['completeness']:.3f}; {m['backward_passes']} backward passes, {m['seconds']:.1f} s")
+    nodes = r.table("nodes")
+    top = nodes[nodes.kind == "neuron"].nlargest(8, "influence")
+    for row in top.itertuples():
+        typer.echo(f"  neuron {row.layer}.{row.neuron:<6} at {row.position:>3} {row.token!r:<12} act "
+                   f"{row.activation:+8.2f}  influence {row.influence:.3f}")
+    if "knockout_pearson" in m:
+        typer.echo(f"verify: knock-outs vs the linear prediction Pearson {m['knockout_pearson']:.2f}, sign "
+                   f"agreement {m['knockout_sign_agreement']:.0%} (lowered by 10%: {m['nudge_pearson']:.2f}, "
+                   f"{m['nudge_sign_agreement']:.0%}); downstream Pearson {m['downstream_pearson']:.2f}; "
+                   f"faithfulness of the graph alone {m['faithfulness_graph']:.2f}, random halves outside it "
+                   f"{m['faithfulness_halves_mean']:.2f} ± {m['faithfulness_halves_std']:.2f}")
+        typer.echo("  curve (top x% kept / random): " + ", ".join(
+            f"{x}% {m['curve_top'][x]:.2f}/{m['curve_random'][x]:.2f}" for x in m["curve_top"]))
+    for text in r.notes:
+        typer.echo(f"note: {text}")
+    if r.path:
+        typer.echo(f"saved {r.path}")
+
+
+def _graph_files(r, model, outputs: dict) -> dict:
+    import json
+
+    from interp.analyses.circuits.read import to_graph_json
+    from interp.analyses.neurons.read import token_labels
+    from interp.storage import load_result, newest_run
+
+    decoding = newest_run("lm_head_decoding", model.weights_hash)
+    nodes = r.table("nodes")
+    neurons = nodes[nodes.kind == "neuron"]
+    labels = token_labels(load_result(decoding) if decoding else None, model,
+                          list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+    out = {}
+    if "export" in outputs:
+        path = outputs["export"]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(to_graph_json(r, labels)), encoding="utf-8")
+        tmp.replace(path)
+        out["export"] = str(path)
+    if "html" in outputs:
+        from interp.viz.graph import export_html
+
+        out["html"] = str(export_html(r, outputs["html"], labels))
+    for key, path in out.items():
+        typer.echo(f"wrote {key} {path}", err=True)
+    return out
+
+
+config_command("graph", "neuron_graph", _graph, files={
+    "export": "also write the graph as circuit-tracer's graph JSON (a path)",
+    "html": "also write the graph as one self-contained HTML file (a path)"}, write=_graph_files,
+    extra=lambda r: {"top": r.table("nodes").query("kind == 'neuron'").nlargest(20, "influence")
+                     .to_dict("records")},
+    help="An attribution graph over MLP neurons for one prompt (direct effects in the linearised model).")

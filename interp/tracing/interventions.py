@@ -14,7 +14,9 @@ A ``Write`` addresses part of the activation at one hook point by
   - ``source``: another run's activations at this site, read at the same addresses, or
     at ``source_rows`` instead of ``rows`` (patching, restoring a clean state);
   - ``scale``: the activation multiplied by a factor (ablation by scaling);
-  - ``add``: a tensor added to the addressed part (noise).
+  - ``add``: a tensor added to the addressed part (noise);
+- ``where`` (optional): a boolean tensor that broadcasts to the addressed part; the write applies
+  only where it is True (mean-ablate every neuron outside a circuit, row by row).
 
 ``intervene(model, writes)`` compiles the writes into one hook per site (each copies
 the activation once and applies its writes in order) and removes them on exit. The
@@ -52,6 +54,7 @@ class Write:
     scale: float | None = None
     add: Tensor | None = None
     outer: bool = False
+    where: Tensor | None = None
 
     def __post_init__(self):
         given = [x is not None for x in (self.value, self.source, self.scale, self.add)]
@@ -75,22 +78,31 @@ def _address(act: Tensor, rows: Index, positions: Index, units: Index, outer: bo
     return tuple(slice(None) if i is None else i for i in idx)
 
 
+def _new(act: Tensor, at: tuple, w: Write) -> Tensor | float:
+    """What the write puts at ``act[at]``."""
+    if w.value is not None:
+        return w.value.to(act.device, act.dtype) if isinstance(w.value, Tensor) else w.value
+    if w.scale is not None:
+        return act[at] * w.scale
+    if w.add is not None:
+        return act[at] + w.add.to(act.device, act.dtype)
+    src_rows = w.rows if w.source_rows is None else w.source_rows
+    src = w.source.to(act.device, act.dtype)
+    if w.source_rows is None and w.rows is None and src.shape != act.shape:
+        raise InterpError(f"cannot patch {w.site}: source shape {tuple(src.shape)} differs from this "
+                          f"run's {tuple(act.shape)}")
+    return src[_address(src, src_rows, w.positions, w.units, w.outer)]
+
+
 def _apply(act: Tensor, w: Write) -> None:
     at = _address(act, w.rows, w.positions, w.units, w.outer)
-    if w.value is not None:
-        value = w.value.to(act.device, act.dtype) if isinstance(w.value, Tensor) else w.value
-        act[at] = value
-    elif w.scale is not None:
-        act[at] = act[at] * w.scale
-    elif w.add is not None:
-        act[at] = act[at] + w.add.to(act.device, act.dtype)
+    new = _new(act, at, w)
+    if w.where is None:
+        act[at] = new
     else:
-        src_rows = w.rows if w.source_rows is None else w.source_rows
-        src = w.source.to(act.device, act.dtype)
-        if w.source_rows is None and w.rows is None and src.shape != act.shape:
-            raise InterpError(f"cannot patch {w.site}: source shape {tuple(src.shape)} differs from this "
-                              f"run's {tuple(act.shape)}")
-        act[at] = src[_address(src, src_rows, w.positions, w.units, w.outer)]
+        old = act[at]
+        act[at] = torch.where(w.where.to(act.device), torch.as_tensor(new, dtype=act.dtype, device=act.device),
+                              old)
 
 
 def compile_writes(writes: Iterable[Write]) -> list[tuple[str, Callable]]:

@@ -100,10 +100,11 @@ def _norm_hooks(module, hook_in: str, hook_out: str):
     return [(hook_in, keep), (hook_out, rebuild)]
 
 
-def _mlp_hooks(model, layer: int, rules: Rules):
-    """Identity rule on the nonlinearity and half rule on the GLU product, rebuilt at ``hook_post``."""
-    act_fn = model.weights.act_fn
-    at_zero = float(act_fn(torch.tensor([1e-6], dtype=torch.float64))[0] / 1e-6)
+def mlp_taps(model, layer: int) -> tuple[dict[str, Tensor], list, float]:
+    """Hooks that keep layer ``layer``'s MLP inputs for a hook at ``hook_post`` to rebuild it: ``seen`` gets the
+    pre-activation (``"pre"``) and, for GLU models, the up projection (``"up"``); also the activation's slope
+    at 0 (for ``_slope``)."""
+    at_zero = float(model.weights.act_fn(torch.tensor([1e-6], dtype=torch.float64))[0] / 1e-6)
     seen: dict[str, Tensor] = {}
 
     def keep(key: str):
@@ -111,6 +112,17 @@ def _mlp_hooks(model, layer: int, rules: Rules):
             seen[key] = x
 
         return fn
+
+    points = [(hook_name("mlp_pre", layer), keep("pre"))]
+    if model.is_glu:
+        points.append((hook_name("mlp_pre_linear", layer), keep("up")))
+    return seen, points, at_zero
+
+
+def _mlp_hooks(model, layer: int, rules: Rules):
+    """Identity rule on the nonlinearity and half rule on the GLU product, rebuilt at ``hook_post``."""
+    act_fn = model.weights.act_fn
+    seen, points, at_zero = mlp_taps(model, layer)
 
     def rebuild(post: Tensor) -> Tensor:
         pre = seen.pop("pre")
@@ -125,9 +137,6 @@ def _mlp_hooks(model, layer: int, rules: Rules):
             product = 0.5 * product + 0.5 * product.detach()
         return _same_value(post, product)
 
-    points = [(hook_name("mlp_pre", layer), keep("pre"))]
-    if model.is_glu:
-        points.append((hook_name("mlp_pre_linear", layer), keep("up")))
     return [*points, (hook_name("mlp_post", layer), rebuild)]
 
 

@@ -140,7 +140,7 @@ def test_neuron_card_opens_from_its_url(dashboard):
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
     for heading in ("Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall", "Causal tracing",
-                    "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share"):
+                    "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share", "In stored graphs"):
         assert heading in text, heading
     assert repr(str(top_token)) in text and "29 · 236" in text and "Traceback" not in text
     # the Patching table's RelP row: method, pairs, metric, the neuron's score and its rank of the layer's 1536
@@ -154,6 +154,7 @@ def test_neuron_card_opens_from_its_url(dashboard):
     ("factual_recall", "Heads attending to the subject"),
     ("causal_tracing", "Ask the original and the edited model"),
     ("bigram_subnetwork", "corpus bigram"),
+    ("circuit", "Verification"),
 ])
 def test_analysis_pages_render_on_the_committed_results(dashboard, path, expected):
     url, _, _ = dashboard

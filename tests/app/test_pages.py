@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 PAGES = ["views/runs.py", "views/neuron_explorer.py", "views/neuron_card.py", "views/lm_head_decoding.py",
          "views/neuron_atlas.py", "views/patching.py", "views/factual_recall.py", "views/causal_tracing.py",
-         "views/bigram_subnetwork.py"]
+         "views/bigram_subnetwork.py", "views/circuit.py"]
 
 
 def finish_jobs(app):
@@ -206,9 +206,24 @@ def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
     page.text_input(key="card_neuron").set_value("1.7").run()
     assert not page.exception, [e.value for e in page.exception]
     headers = [h.value for h in page.header]
-    assert headers[:9] == ["Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall",
-                           "Causal tracing", "Unlearning edits", "Bigram subnetwork", "Clamp"]
+    assert headers[:10] == ["Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall",
+                            "Causal tracing", "In stored graphs", "Unlearning edits", "Bigram subnetwork", "Clamp"]
     bodies = [h.proto.body for h in page.get("html")]
     assert any("Not computed yet" in b and "interp atlas -m tiny-llama" in b for b in bodies)  # no atlas stored
     page.text_input(key="card_neuron").set_value("1.99999").run()
     assert any("out of range" in e.value for e in page.error) and not page.exception
+
+
+def test_circuit_page_draws_a_stored_graph_and_links_its_neurons(app):
+    from interp.analyses.base import run
+    from interp.models import load_model
+
+    run("neuron_graph", load_model("tiny-llama"), prompt="abcdefghij", max_nodes=40, candidates=200, batch_size=16,
+        verify=True, verify_top=4, reference_tokens=256)
+    app.switch_page("views/circuit.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("neurons kept" in m.label for m in app.metric)
+    assert any(s.label == "Graph" for s in app.selectbox)
+    assert any("Verification" in h.value for h in app.subheader)
+    app.toggle[0].set_value(True).run()  # the other nodes drawn too
+    assert not app.exception

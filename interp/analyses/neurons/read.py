@@ -325,3 +325,20 @@ def active_on_text(model, text: str, layers=None, k: int = 5, atlas: Result | No
                          "layer": layers[i // model.d_mlp], "neuron": i % model.d_mlp,
                          "activation": float(flat[pos, i]), "relative": v if scale is not None else None})
     return pd.DataFrame(rows)
+
+
+def token_labels(decoding: Result | None, model, neurons: list[tuple[int, int, float]]) -> dict[tuple[int, int], str]:
+    """``(layer, neuron) -> "L.N 'token'"``: each neuron's top decoded output token on the side it fires with
+    here (``neurons``: ``(layer, neuron, activation)``; a negative activation writes the suppressed side);
+    the bare ids without a stored decoding."""
+    labels = {(int(l), int(n)): f"{l}.{n}" for l, n, _ in neurons}
+    if decoding is None or not neurons:
+        return labels
+    df = decoding.table("decoded")
+    df = df[(df["rank"] == 0) & df.side.astype(str).isin(["out+", "out-"])]
+    top = {(int(r.layer), int(r.neuron), str(r.side)): int(r.token_id) for r in df.itertuples()}
+    for l, n, act in neurons:
+        token = top.get((int(l), int(n), "out+" if act >= 0 else "out-"))
+        if token is not None:
+            labels[(int(l), int(n))] += f" {model.token_str(token)!r}"
+    return labels

@@ -154,6 +154,16 @@ CASES = [
     (["bigram", "-m", "tiny-llama", "--params", "brain"], "params (--params): 'brain' is not one of"),
     (["bigram", "-m", "tiny-llama", "--lam", "0"], "lam (--lam) must be more than 0, got 0"),
     (["bigram", "-m", "tiny-llama", "--t-mult", "0.5"], "t_mult (--t-mult) must be at least 1, got 0.5"),
+    # neuron graphs
+    (["graph", "-m", "tiny-llama", "--prompt", "x" * 200], "longer than tiny-llama's context of 128"),
+    (["graph", "-m", "tiny-llama", "--target", " Mary"], "' Mary' is not a single token for tiny-llama"),
+    (["graph", "-m", "tiny-llama", "--target", "a", "--wrong", "a"], "--wrong 'a' is the target token itself"),
+    (["graph", "-m", "tiny-llama", "--top-logits", "--target", "a"], "--top-logits picks its own targets"),
+    (["graph", "-m", "tiny-llama", "--prompt", "abcdefgh", "--candidates", "1", "--max-nodes", "1",
+      "--node-threshold", "0", "--edge-threshold", "0"], "no neuron survived pruning"),
+    (["graph", "-m", "tiny-llama", "--html", "{tmp}/missing/g.html"], "give a file path in an existing folder"),
+    (["graph", "-m", "tiny-llama", "--export", "{tmp}"], "(that is a folder)"),
+    (["graph", "-m", "tiny-llama", "--node-threshold", "1.5"], "node_threshold (--node-threshold) must be at most 1"),
 ]
 
 

@@ -24,8 +24,25 @@ def _n(x: float, signed: bool = False) -> str:
     return (f"{x:+.3f}" if signed else f"{x:.3f}").replace("-", "−")
 
 
+def _n2(x: float) -> str:
+    return f"{x:.2f}".replace("-", "−")
+
+
 def _interval(x: float, lo: float, hi: float, signed: bool = False) -> str:
     return f"{_n(x, signed)} [{_n(lo)}, {_n(hi)}]"
+
+
+def graph_row(meta: dict) -> str:
+    """A committed neuron graph's row of the README's table."""
+    m, c = meta["metrics"], meta["config"]
+    what = f"{c['prompt']!r} → " + ", ".join(repr(t) for t in m["targets"])
+    top, rnd = m["curve_top"], m["curve_random"]
+    cells = [meta["provenance"]["model"], what.replace("|", "/"), str(m["n_neurons_kept"]), f"{m['n_edges']:,}",
+             _n(m["replacement"]), _n(m["completeness"]),
+             f"{_n2(m['knockout_pearson'])} / {m['knockout_sign_agreement']:.0%}",
+             _n2(m["nudge_pearson"]), _n2(m["faithfulness_graph"]),
+             f"{_n2(top['5'])} / {_n2(rnd['5'])}", f"{_n2(top['20'])} / {_n2(rnd['20'])}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _meta(run: Path) -> dict:
@@ -53,6 +70,8 @@ def expected_figures(results: Path) -> dict[str, str]:
         m = _meta(run)["metrics"]
         for part in ("subnetwork", "full", "random subnetwork"):
             out[f"surprisal {run.name} {part}"] = f"{_n(m[part]['pearson_dropped'])} · {_n(m[part]['pearson_max'])}"
+    for run in sorted((results / "neuron_graph").glob("[!.]*")):
+        out[f"neuron graph {run.name}"] = graph_row(_meta(run))
     # the patching table: the committed 16-pair SmolLM2 runs, each cheap method against activation patching
     runs = {}
     for run in sorted((results / "patching").glob("[!.]*")):

@@ -1,0 +1,1 @@
+"""Circuits: attribution graphs over MLP neurons (build, prune, verify, read)."""
