@@ -59,8 +59,9 @@ for text in result.notes:
 edges = result.table("edges")
 top = float(edges[edges.shown].weight.abs().quantile(0.999)) if edges.shown.any() else 1.0
 c = st.columns([3, 1])
-threshold = c[0].slider("Hide edges weaker than |weight|", 0.0, max(top, 1e-6), min(top / 4, top), format="%.3g",
-                        help="the graph keeps edges up to 98% of the influence; this only hides the weaker ones")
+threshold = c[0].slider("Hide edges weaker than |weight|", 0.0, max(top, 1e-6), 0.0, format="%.3g",
+                        help="the graph keeps edges up to 98% of the influence, and the 400 strongest are drawn; "
+                             "this hides the weaker ones")
 others = c[1].toggle("Show other nodes", False, help="one per layer and position: every neuron not kept there")
 fig = graph_figure(result, threshold, call("graph_labels", path), others)
 event = st.plotly_chart(fig, width="stretch", key=f"graph-{path}", on_select="rerun", selection_mode="points")
@@ -76,10 +77,13 @@ else:
 
 if "faithfulness" in result.tables:
     st.subheader("Verification")
+    def corr(name: str) -> str:
+        return f"{m[name + '_pearson']:.2f}" if f"{name}_pearson" in m else "n/a"
+
     st.caption(f"Knock-outs: the measured change of the metric against the linear model's prediction (Pearson "
-               f"{m['knockout_pearson']:.2f}, sign agreement {m['knockout_sign_agreement']:.0%}); downstream kept "
-               f"neurons against the graph's own paths (Pearson {m['downstream_pearson']:.2f}). Faithfulness: the "
-               "top x% of neuron-positions kept, the rest mean-ablated, against random sets of the same size.")
+               f"{corr('knockout')}; a 10% nudge: {corr('nudge')}); downstream kept neurons against the graph's "
+               f"own paths (Pearson {corr('downstream')}). Faithfulness: the top x% of neuron-positions kept, the "
+               "rest mean-ablated, against random sets of the same size.")
     c = st.columns(2)
     c[0].plotly_chart(knockout_figure(result), width="stretch", key=f"ko-{path}")
     c[1].plotly_chart(faithfulness_figure(result), width="stretch", key=f"fc-{path}")

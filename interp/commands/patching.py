@@ -74,12 +74,16 @@ def _graph(r) -> None:
     for row in top.itertuples():
         typer.echo(f"  neuron {row.layer}.{row.neuron:<6} at {row.position:>3} {row.token!r:<12} act "
                    f"{row.activation:+8.2f}  influence {row.influence:.3f}")
-    if "knockout_pearson" in m:
-        typer.echo(f"verify: knock-outs vs the linear prediction Pearson {m['knockout_pearson']:.2f}, sign "
-                   f"agreement {m['knockout_sign_agreement']:.0%} (lowered by 10%: {m['nudge_pearson']:.2f}, "
-                   f"{m['nudge_sign_agreement']:.0%}); downstream Pearson {m['downstream_pearson']:.2f}; "
-                   f"faithfulness of the graph alone {m['faithfulness_graph']:.2f}, random halves outside it "
-                   f"{m['faithfulness_halves_mean']:.2f} ± {m['faithfulness_halves_std']:.2f}")
+    if "faithfulness_graph" in m:
+        def corr(name: str) -> str:
+            if f"{name}_pearson" not in m:
+                return "n/a"
+            return f"Pearson {m[name + '_pearson']:.2f}, sign agreement {m[name + '_sign_agreement']:.0%}"
+
+        typer.echo(f"verify: knock-outs vs the linear prediction {corr('knockout')} (lowered by 10%: "
+                   f"{corr('nudge')}); downstream {corr('downstream')}; faithfulness of the graph alone "
+                   f"{m['faithfulness_graph']:.2f}, random halves outside it {m['faithfulness_halves_mean']:.2f} "
+                   f"± {m['faithfulness_halves_std']:.2f}")
         typer.echo("  curve (top x% kept / random): " + ", ".join(
             f"{x}% {m['curve_top'][x]:.2f}/{m['curve_random'][x]:.2f}" for x in m["curve_top"]))
     for text in r.notes:

@@ -185,6 +185,10 @@ def verify(model, tokens, targets, te, nodes, edges, config) -> Checks:
     for name, df in (("knockout", ko[knocked]), ("downstream", down[down["mode"] != "nudge"]),
                      ("nudge", ko[~knocked]), ("nudge_downstream", down[down["mode"] == "nudge"])):
         r, sign = _pearson_sign(df.predicted, df.measured) if len(df) else (float("nan"), float("nan"))
+        if not (np.isfinite(r) and np.isfinite(sign)):  # e.g. nothing measurable moved (bfloat16 rounding)
+            out.notes.append(f"{name.replace('_', ' ')}: no correlation (fewer than 3 rows, or the measured or "
+                             "predicted changes are all equal); left out of the metrics")
+            continue
         out.metrics[f"{name}_pearson"] = r
         out.metrics[f"{name}_sign_agreement"] = sign
     half = fc[fc.kind == "half"].faithfulness
@@ -194,7 +198,7 @@ def verify(model, tokens, targets, te, nodes, edges, config) -> Checks:
         "curve_top": {int(r.x): float(r.faithfulness) for r in fc[fc.kind == "top"].itertuples()},
         "curve_random": {int(r.x): float(r.faithfulness) for r in fc[fc.kind == "random"].itertuples()},
     })
-    if out.metrics["knockout_pearson"] < 0.5:
+    if out.metrics.get("knockout_pearson", 0.0) < 0.5:
         out.notes.append(f"weak verification: the knock-outs' measured effects correlate with the linear "
                          f"prediction at Pearson {out.metrics['knockout_pearson']:.2f} only")
     return out

@@ -126,8 +126,9 @@ def _rows(model, prompt, cand, targets_rows):
 @pytest.mark.parametrize("which", ["tiny_llama", "bias_free_gpt2"])
 def test_edges_equal_the_brute_force_finite_difference(which, request):
     model = request.getfixturevalue(which)
+    if model.dtype != torch.float32:
+        pytest.skip("edges ~1e-4 of the target's size: a finite difference of them is below bfloat16's rounding")
     tokens = model.to_tokens(PROMPT)
-    acts = {}
     with torch.no_grad(), record(model, [hook_name("mlp_post", 0)]) as a:
         model(tokens)
     acts = a[hook_name("mlp_post", 0)][0]
@@ -135,13 +136,14 @@ def test_edges_equal_the_brute_force_finite_difference(which, request):
     cand = torch.tensor(sources)
     targets = [("neuron", 1, 6, i) for i in (3, 17, 100)]
     rows, _ = _rows(model, PROMPT, cand, targets)
+    rel = 2e-3
     for r, target in enumerate(targets):
         for c, (sl, sp, si) in enumerate(sources):
             want = brute_edge(model, tokens, ("neuron", sl, sp, si), target)
-            assert float(rows.cand[r][c]) == pytest.approx(want, rel=2e-3, abs=1e-6)
+            assert float(rows.cand[r][c]) == pytest.approx(want, rel=rel, abs=1e-6)
         for pos in (0, 3, 6):
             want = brute_edge(model, tokens, ("embed", pos), target)
-            assert float(rows.embed[r][pos]) == pytest.approx(want, rel=2e-3, abs=1e-6)
+            assert float(rows.embed[r][pos]) == pytest.approx(want, rel=rel, abs=1e-6)
         assert float(rows.embed[r][7]) == 0.0  # a later position never reaches position 6
 
 
@@ -157,11 +159,12 @@ def test_incoming_edges_sum_to_the_activation(which, request):
     rows_spec = [("logit", 0), ("neuron", L - 1, P - 1, 11), ("neuron", L - 1, 2, 42), ("neuron", 1, P - 1, 9)]
     rows, passes = _rows(model, prompt, cand, rows_spec)
     assert passes == 1
+    rel = 2e-5 if model.dtype == torch.float32 else 2e-2  # bfloat16: 8 bits of mantissa
     for r in range(len(rows_spec)):
         total = float(rows.cand[r].double().sum() + rows.embed[r].double().sum() + rows.rest[r].double().sum())
         scale = float(rows.cand[r].abs().sum() + rows.embed[r].abs().sum() + rows.rest[r].abs().sum())
-        assert total == pytest.approx(rows.value[r], abs=2e-5 * max(scale, 1.0))
-        assert abs(rows.bias[r]) <= 2e-5 * max(scale, 1.0)
+        assert total == pytest.approx(rows.value[r], abs=rel * max(scale, 1.0))
+        assert abs(rows.bias[r]) <= rel * max(scale, 1.0)
 
 
 def test_config_defaults_follow_circuit_tracer():

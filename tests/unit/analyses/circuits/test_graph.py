@@ -128,3 +128,11 @@ def test_subject_mass_sits_where_causal_tracing_peaks(smol):
         inside += float(at[at.layer.isin(strong)].influence.sum())
     assert mass > 0
     assert inside / mass >= 0.8
+
+
+def test_top_logits_targets_cover_the_probability(tiny_llama):
+    r = run("neuron_graph", tiny_llama, save=False, **(SMALL | {"top_logits": True}))
+    probs = r.metrics["target_probs"]
+    assert 1 <= len(probs) <= 10 and probs == sorted(probs, reverse=True)
+    assert sum(probs) >= 0.95 or len(probs) == 10
+    assert len(r.table("nodes").query("kind == 'logit'")) == len(probs)
