@@ -141,20 +141,31 @@ def head_outputs(model, layer: int, z: Float[Tensor, "... head d_head"],
 DLA_TOLERANCE = 1e-3  # |sum of components - logit| above this times (1 + |logit|) is warned about
 
 
-def dla_tolerance(logit_size: float) -> float:
-    """The decomposition tolerance for logits of magnitude up to ``logit_size`` (float32 sums)."""
-    return DLA_TOLERANCE * (1 + abs(logit_size))
+def dla_tolerance(logit_size: float, dtype=None) -> float:
+    """The decomposition tolerance for logits of magnitude up to ``logit_size``: float32 sums by default; a
+    16-bit dtype rounds each part to 8 (bfloat16) or 11 (float16) bits, so its tolerance scales with its eps."""
+    import torch
+
+    scale = 1.0 if dtype in (None, torch.float32, torch.float64) else float(torch.finfo(dtype).eps) / 1.2e-4
+    return DLA_TOLERANCE * scale * (1 + abs(logit_size))
 
 
 # --- answers and agreement ----------------------------------------------------------------------
 
-def score_facts(model, facts, batch_size: int = 32) -> pd.DataFrame:
+def score_facts(model, facts, batch_size: int = 32, want: int | None = None) -> pd.DataFrame:
     """One row per fact (``interp.datasets.prompts.Fact``): the answer's first token, the model's prediction,
-    and whether it is right (rank 0)."""
+    and whether it is right (rank 0). With ``want``, scoring stops once that many are right (a long file is
+    not scored whole to take a few of its facts)."""
+    from tqdm.auto import tqdm
+
     if not facts:
         raise InterpError("no facts given: the facts file is empty")
     rows = []
+    bar = tqdm(total=len(facts), desc="scoring facts", unit="fact", leave=False, disable=len(facts) <= 4 * batch_size)
     for start in range(0, len(facts), batch_size):
+        if want is not None and sum(r["correct"] for r in rows) >= want:
+            break
+        bar.update(min(batch_size, len(facts) - start))
         chunk = facts[start:start + batch_size]
         batch = model.batch([f.prompt for f in chunk])
         with torch.no_grad():
@@ -169,6 +180,7 @@ def score_facts(model, facts, batch_size: int = 32) -> pd.DataFrame:
                          "predicted": model.token_str(int(logits[i].argmax())), "rank": rank,
                          "correct": rank == 0, "p_answer": float(probs[i, answer]),
                          "logit": float(logits[i, answer])})
+    bar.close()
     return pd.DataFrame(rows)
 
 

@@ -16,13 +16,21 @@ STYLE = ("table.card{border-collapse:collapse;margin:.4em 0}table.card td,table.
          ".note{color:#718096;font-size:13px}")
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text) -> str:
+    """Control characters (an ESC that would drive a terminal, a NUL) written as ``\\xNN``."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def esc(text) -> str:
-    return html.escape(str(text))
+    return html.escape(visible(text))
 
 
 def with_code(text: str) -> str:
     """Escaped text whose `backticked` parts are shown as code."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text or ""))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(visible(text or "")))
 
 
 def fmt(v) -> str:

@@ -76,6 +76,30 @@ def check_field(f, value) -> None:
             raise InterpError(f"{_flag(f.name)}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
 
 
+def _typed(name: str, hint, value):
+    """``value`` as field ``name``'s declared type (a list for a tuple; an int for a float), or an InterpError
+    naming the field: a config read from a file or built in code is checked like one typed on the CLI."""
+    text = str(hint)
+    if hint is None:
+        return value
+    if "tuple" in text:
+        if not isinstance(value, (list, tuple)):
+            raise InterpError(f"{_flag(name)} must be a list, got {value!r}")
+        inner = int if "int" in text.split("[", 1)[-1] else str
+        if any(isinstance(v, bool) or not isinstance(v, inner) for v in value):
+            raise InterpError(f"{_flag(name)} must be a list of {inner.__name__}s, got {value!r}")
+        return tuple(value)
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    for kind, accepted in kinds.items():
+        if hint is kind or text == kind.__name__:
+            if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+                raise InterpError(f"{_flag(name)} must be a {kind.__name__}, got {value!r}")
+            return float(value) if kind is float else value
+    if "None" in text and value is None:
+        return value
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Base of every analysis config: frozen, with ``to_dict``/``from_dict``."""
@@ -101,8 +125,7 @@ class Config:
             raise InterpError(f"unknown option(s) for {cls.__name__}: {sorted(unknown)}; "
                               f"valid: {sorted(names)}")
         hints = typing.get_type_hints(cls)
-        values = {k: tuple(v) if isinstance(v, list) and "tuple" in str(hints.get(k)) else v
-                  for k, v in data.items()}
+        values = {k: _typed(k, hints.get(k), v) for k, v in data.items()}
         return cls(**values)
 
     def identity(self) -> dict:

@@ -138,7 +138,7 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     if est is not None:
         tqdm.write(f"{name} took {duration(time.perf_counter() - started)} (preflight estimate "
                    f"{duration(est.seconds)})", file=sys.stderr)
-    bad = non_finite(result.metrics)
+    bad = non_finite_outputs(result)
     if bad:
         raise InterpError(f"{name} produced non-finite results ({', '.join(bad[:5])}): nothing was stored. The "
                           "inputs push the model out of range (a huge clamp value or noise?) or its weights hold "
@@ -146,6 +146,23 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     if save:
         save_result(result)
     return result
+
+
+def non_finite_outputs(result: Result) -> list[str]:
+    """Where a Result's outputs are not finite: NaN or inf in its metrics, an infinity in its tensors or tables
+    (those may mark "not applicable" with NaN, e.g. the atlas's context padding; never with an infinity). The
+    one output check every analysis passes before its Result is stored or announced."""
+    import numpy as np
+    import torch
+
+    bad = non_finite(result.metrics)
+    bad += [f"tensors.{k}" for k, v in result.tensors.items() if v.is_floating_point() and bool(torch.isinf(v).any())]
+    for name, df in dict.items(result.tables):
+        if hasattr(df, "select_dtypes"):
+            values = df.select_dtypes("number").to_numpy(dtype=float, na_value=np.nan)
+            if values.size and bool(np.isinf(values).any()):
+                bad.append(f"tables.{name}")
+    return bad
 
 
 def cached_run(name: str, model, config: Config | None = None, **options) -> Result:

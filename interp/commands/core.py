@@ -50,19 +50,31 @@ def runs(analysis: str | None = typer.Option(None, "--analysis", "-a"),
     import shutil
 
     from interp.storage import damaged_runs, list_runs
+    from interp.storage.schema import check_name
+    from interp.storage.store import removable
 
+    if analysis is not None:
+        check_name(analysis)  # it becomes a path: one safe component, checked before anything is read
     if check or prune:
         bad = damaged_runs(analysis=analysis)
+        rows = [{"path": p, "problem": why, "removed": False, "kept_because": removable(p) if prune else None}
+                for p, why in bad]
         if prune:
-            for path, _ in bad:
-                shutil.rmtree(path, ignore_errors=True)
-        rows = [{"path": p, "problem": why, "removed": prune} for p, why in bad]
+            for r in rows:  # what will be removed, said before anything is
+                typer.echo(f"{'will remove' if r['kept_because'] is None else 'will keep'}: {r['path']}"
+                           + (f" ({r['kept_because']})" if r["kept_because"] else ""), err=True)
+            for r in rows:
+                if r["kept_because"] is None:
+                    shutil.rmtree(r["path"])
+                    r["removed"] = True
 
         def report(rs):
             if not rs:
                 typer.echo("every stored run is intact")
             for r in rs:
-                typer.echo(f"{'removed' if r['removed'] else 'damaged'}: {r['path']}: {r['problem']}")
+                state = "removed" if r["removed"] else "damaged, kept" if r["kept_because"] else "damaged"
+                why = f" (not removed: {r['kept_because']})" if r["kept_because"] else ""
+                typer.echo(f"{state}: {r['path']}: {r['problem']}{why}")
 
         emit(rows, as_json, report)
         return

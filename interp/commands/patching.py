@@ -52,7 +52,7 @@ def patch_compare(
     from interp.analyses.patching.read import compare
     from interp.storage import load_result, resolve_run
 
-    a, b = load_result(resolve_run(run_a)), load_result(resolve_run(run_b))
+    a, b = load_result(resolve_run(run_a, "patching")), load_result(resolve_run(run_b, "patching"))
     table = compare(a, b, k=k, force=force)
 
     def human(df):

@@ -71,7 +71,10 @@ def _one(source: str, model) -> Corpus:
 
 
 def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # a link that loops or points nowhere, a file that vanished, no permission
+        raise InterpError(f"cannot read corpus file {str(path)!r}: {exc.strerror or type(exc).__name__}") from None
     try:
         return data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as exc:
@@ -85,7 +88,7 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
             continue
         try:
             text = json.loads(line).get("text")
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, AttributeError, RecursionError):
             raise InterpError(f"{path}:{number}: not a JSON object") from None
         if not isinstance(text, str):
             raise InterpError(f"{path}:{number}: missing string field 'text'")

@@ -33,7 +33,8 @@ def read_jsonl(path: str | Path, record_type, what: str = "record") -> list[dict
     schema = schema_of(record_type)
     path = Path(path)
     if not path.is_file():
-        raise InterpError(f"{what} file {str(path)!r} does not exist")
+        raise InterpError(f"{what} file {str(path)!r} "
+                          + ("is a folder: give a .jsonl file" if path.is_dir() else "does not exist"))
     records = []
     with open(path, encoding="utf-8-sig", errors="strict") as f:
         try:
@@ -54,6 +55,8 @@ def validate(line: str, schema: Schema, where: str) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InterpError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InterpError(f"{where}: nested too deeply to read (a record is one flat JSON object)") from None
     if not isinstance(record, dict):
         raise InterpError(f"{where}: expected a JSON object with fields {sorted(schema)}")
     for field, kind in schema.items():

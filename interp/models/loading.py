@@ -67,6 +67,9 @@ def load_model(
 
     ``device`` and ``dtype`` default to ``$INTERP_DEVICE`` and ``$INTERP_DTYPE`` when set, else
     ``cpu`` and ``float32`` (the test suite's ``--device``/``--dtype`` options set them)."""
+    if not str(spec).strip():
+        raise InterpError(f"no model spec given (an empty -m): name one, e.g. {EMBEDDED}, a local directory, a "
+                          ".gguf file or a Hugging Face id")
     device = device or os.environ.get("INTERP_DEVICE") or "cpu"
     dtype = resolve_dtype(dtype or os.environ.get("INTERP_DTYPE") or torch.float32)
     _check_device(device)
@@ -135,24 +138,70 @@ def save_edit(model, directory: Path, names: list[str], base_hash: str, note: st
     spec (``load_model(directory)``)."""
     from safetensors.torch import save_file
 
+    params = model.hf_params
+    bad = [n for n in names if params[n].is_floating_point() and not bool(torch.isfinite(params[n]).all())]
+    if bad:
+        raise InterpError(f"the edited weights hold NaN or inf ({', '.join(bad[:3])}): nothing was saved; the "
+                          "edit diverged (a learning rate or scale too large?)")
     with atomic_dir(directory) as tmp:  # an interrupted save leaves no half-written spec
-        params = model.hf_params
         save_file({n: params[n].detach().cpu().contiguous() for n in names}, tmp / "edits.safetensors")
         (tmp / EDIT_FILE).write_text(json.dumps({"base": model.spec, "base_weights_hash": base_hash,
                                                  "params": names, "note": note}, indent=1))
     return directory
 
 
-def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> Model:
+def _read_edit(directory: Path) -> tuple[dict, dict]:
+    """An edit directory's ``interp_edit.json`` and tensors, validated; an InterpError naming what is wrong."""
     from safetensors.torch import load_file
 
-    meta = json.loads((directory / EDIT_FILE).read_text())
-    base = load_model(meta["base"], device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    if dtype == torch.float32 and base.weights_hash != meta["base_weights_hash"]:
-        raise InterpError(f"{directory} edits {meta['base']!r} with weights {meta['base_weights_hash']}, "
-                          f"but that spec now loads weights {base.weights_hash}")
-    edits = load_file(directory / "edits.safetensors")
+    where = f"edit directory {str(directory)!r}"
+    try:
+        meta = json.loads((directory / EDIT_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InterpError(f"{where}: {EDIT_FILE} is not valid JSON ({type(exc).__name__}); recreate the edit") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("base"), str) or not meta["base"].strip() or \
+            not isinstance(meta.get("base_weights_hash"), str) or not isinstance(meta.get("params"), list):
+        raise InterpError(f"{where}: {EDIT_FILE} needs a base spec, its base_weights_hash and the list of params")
+    base = Path(meta["base"]).expanduser()
+    if base.exists() and base.resolve() == directory.resolve():
+        raise InterpError(f"{where} names itself as its base: an edit must point to the model it edits")
+    try:
+        edits = load_file(directory / "edits.safetensors")
+    except Exception as exc:  # noqa: BLE001 - a truncated or missing file, in the user's terms
+        raise InterpError(f"{where}: edits.safetensors is missing or damaged ({type(exc).__name__}; truncated?): "
+                          "recreate the edit") from None
+    unlisted = sorted(set(edits) - set(meta["params"]))
+    if unlisted:
+        raise InterpError(f"{where}: edits.safetensors holds {unlisted[:3]}, which {EDIT_FILE} does not list")
+    return meta, edits
+
+
+def _load_edit(directory: Path, device: str, dtype, trust_remote_code: bool) -> Model:
+    meta, edits = _read_edit(directory)
+    try:
+        base = load_model(meta["base"], device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    except InterpError as exc:
+        raise InterpError(f"the base of edit {str(directory)!r} does not load: {exc}") from None
+    made_in = {v.dtype for v in edits.values() if v.is_floating_point()}
+    if base.weights_hash != meta["base_weights_hash"]:
+        other = next(iter(made_in), dtype)
+        same = other != dtype and load_model(meta["base"], device=device, dtype=other,
+                                             trust_remote_code=trust_remote_code).weights_hash == \
+            meta["base_weights_hash"]
+        if not same:
+            raise InterpError(f"{directory} edits {meta['base']!r} with weights {meta['base_weights_hash']}, but "
+                              f"that spec now loads weights {base.weights_hash} (in {str(dtype).split('.')[-1]})")
+        log.warning("edit %s was made in %s; applied to %s weights", directory, str(other).split(".")[-1],
+                    str(dtype).split(".")[-1])
     params = base.hf_params
+    for name, value in edits.items():
+        if name not in params:
+            raise InterpError(f"edit {str(directory)!r} changes {name}, which {meta['base']!r} does not have")
+        if tuple(value.shape) != tuple(params[name].shape):
+            raise InterpError(f"edit {str(directory)!r} gives {name} shape {tuple(value.shape)}; "
+                              f"{meta['base']!r} has {tuple(params[name].shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InterpError(f"edit {str(directory)!r} holds NaN or inf in {name}: it is not a usable model")
     with torch.no_grad():
         for name, value in edits.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
@@ -226,17 +275,36 @@ def _from_pretrained(spec: str, trust_remote_code: bool, device_map, dtype, loca
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code,
                                                   local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             spec,
             dtype=dtype,  # read in the requested dtype: no float32 copy first
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             device_map=device_map,  # "auto": spread layers over every visible GPU (then CPU)
             local_files_only=local_only,
+            output_loading_info=True,  # what the files lacked or held extra: refused below, never initialised
         )
     except Exception as exc:  # noqa: BLE001 - every load error is named in the user's terms below
         raise InterpError(load_error(spec, exc)) from None
+    _check_loading(spec, model, info)
     return model, tokenizer
+
+
+def _check_loading(spec: str, model, info: dict) -> None:
+    """Refuse weights that transformers would fill with random values (tensors the files lack) or drop
+    (tensors the model does not have, or of another shape), naming them."""
+    tied = set()
+    if getattr(model.config, "tie_word_embeddings", False):
+        tied = {"lm_head.weight"}
+    missing = sorted(set(info.get("missing_keys", ())) - tied)
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    for what, names in (("lack", missing), ("hold tensors the model does not have:", unexpected),
+                        ("hold tensors of the wrong shape:", mismatched)):
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            raise InterpError(f"the weights of {spec!r} {what} {', '.join(names[:5])}{more}: the safetensors "
+                              "files do not match the config (a partial download or another model's files?)")
 
 
 def load_error(spec: str, exc: BaseException) -> str:
@@ -258,6 +326,9 @@ def load_error(spec: str, exc: BaseException) -> str:
             "connect" in low or "offline" in low or "name or service not known" in low:
         return (f"{spec!r} needs the network (it is not in the local Hugging Face cache) and the hub cannot be "
                 "reached: download it where there is network, or give the path of a local copy")
+    if "ignore_mismatched_sizes" in low or "size mismatch" in low:
+        return (f"the weights of {spec!r} hold tensors of another shape than its config.json asks for: the "
+                "safetensors files and the config belong to different models")
     if "does not recognize this architecture" in low or "model type" in low and "not" in low:
         return f"transformers cannot build {spec!r} ({text}); upgrade transformers, or check the model type"
     if "tokenizer" in low or "sentencepiece" in low:

@@ -102,7 +102,7 @@ class Estimate:
 
 
 def parse_size(text: str) -> float:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?i?B?)?\s*", str(text), re.IGNORECASE)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGT]?i?B?)?\s*", str(text), re.IGNORECASE)
     if not m:
         raise InterpError(f"INTERP_MEMORY_LIMIT={text!r} is not a size: write e.g. 24GB, 512MB or a byte count")
     unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")

@@ -94,6 +94,14 @@ class Entry:
 
     @contextmanager
     def write(self) -> Iterator[Path]:
+        from interp.errors import InterpError
+
+        try:  # a cache folder that cannot be written is one line, said before the work
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=self.path.parent))
+        except OSError as exc:
+            raise InterpError(f"cannot write interp's cache at {self.path.parent} ({exc.strerror or exc}): point "
+                              "INTERP_HOME at a writable folder") from None
         with atomic_dir(self.path) as tmp:
             yield tmp
         if self.checkpoint:

@@ -13,6 +13,7 @@ from interp.errors import InterpError, scrub
 from interp.paths import runs_root
 from interp.result import Result, config_from
 from interp.storage.cache import atomic_dir, file_hash
+from interp.storage.schema import problem
 
 FORMAT = 1
 
@@ -72,10 +73,9 @@ def read_meta(directory: Path) -> dict:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise damaged(directory, f"result.json is not valid JSON ({type(exc).__name__})") from None
-    missing = {"analysis", "run_id", "config", "provenance", "metrics", "tables", "tensors"} - (
-        set(meta) if isinstance(meta, dict) else set())
-    if missing:
-        raise damaged(directory, f"result.json lacks {sorted(missing)}")
+    why = problem(meta)  # the schema: types, and names that become paths stay inside the run
+    if why:
+        raise damaged(directory, why)
     return meta
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from interp.errors import InterpError
 from interp.paths import runs_root
 from interp.storage.results import read_meta, verify_run
+from interp.storage.schema import NAME, RUN_ID, check_name
 
 COLUMNS = ["analysis", "run_id", "model", "weights_hash", "created", "path", "metrics"]
 EXTRA = ["config", "analysis_version", "mtime"]
@@ -22,18 +23,50 @@ EXTRA = ["config", "analysis_version", "mtime"]
 _WARNED: set[str] = set()
 
 
+RUN_DIR = re.compile(r"^\d{8}-\d{6}-[A-Za-z0-9._-]+-[0-9a-f]{6}$")  # the directory a run is saved in
+
+
 def damaged_runs(root: str | Path | None = None, analysis: str | None = None) -> list[tuple[str, str]]:
-    """``(path, what is wrong)`` for every damaged run in the store: an unreadable ``result.json``, or
-    files that differ from the sizes and hashes recorded when it was saved (``verify_run``)."""
+    """``(path, what is wrong)`` for every damaged run in the store: a ``result.json`` that is unreadable or
+    breaks the schema, or files that differ from the sizes and hashes recorded when it was saved
+    (``verify_run``). Only directories ``<store>/<analysis>/<run id>`` inside the store are looked at (no
+    link is followed); ``analysis`` must be an analysis name."""
     root = Path(root) if root else runs_root()
-    pattern = f"{analysis or '*'}/*/result.json"
+    if analysis is not None:
+        check_name(analysis)
     out = []
-    for meta_path in sorted(root.glob(pattern)) if root.is_dir() else []:
-        if not meta_path.parent.name.startswith("."):
-            problems = verify_run(meta_path.parent)
+    if not root.is_dir() or root.is_symlink():
+        return out
+    for folder in sorted(root.iterdir()):
+        if folder.is_symlink() or not folder.is_dir() or not re.fullmatch(NAME, folder.name) or \
+                (analysis is not None and folder.name != analysis):
+            continue
+        for run in sorted(folder.iterdir()):
+            if run.name.startswith(".") or run.is_symlink() or not (run / "result.json").is_file():
+                continue
+            problems = verify_run(run)
             if problems:
-                out.append((str(meta_path.parent), "; ".join(problems)))
+                out.append((str(run), "; ".join(problems)))
     return out
+
+
+def removable(path: str | Path, root: str | Path | None = None) -> str | None:
+    """Why a damaged run must not be removed (None: it may be): it is removed only when it is provably an interp
+    run directory inside the store: ``<store>/<analysis>/<run id>``, a real directory (no link), named as interp
+    names runs, and holding nothing but what interp writes there."""
+    root = (Path(root) if root else runs_root()).resolve()
+    path = Path(path)
+    if path.is_symlink() or path.parent.is_symlink():
+        return "it is a link"
+    real = path.resolve()
+    if real.parent.parent != root or not re.fullmatch(NAME, real.parent.name):
+        return "it is not <store>/<analysis>/<run> inside the store"
+    if not RUN_DIR.fullmatch(real.name):
+        return "its name is not an interp run id"
+    extra = sorted(p.name for p in real.iterdir() if p.name not in ("result.json", "tables", "tensors.safetensors"))
+    if extra:
+        return f"it holds files interp does not write ({', '.join(extra[:3])})"
+    return None
 
 
 def store_stamp(root: str | Path | None = None) -> tuple:
@@ -135,8 +168,19 @@ def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
     return duckdb.connect().execute(query).df()
 
 
-def resolve_run(ref: str | Path) -> Path:
-    """A run directory from a path or a run id (or a unique prefix of one) in the store."""
+def resolve_run(ref: str | Path, analysis: str | None = None) -> Path:
+    """A run directory from a path or a run id (or a unique prefix of one) in the store; with ``analysis``, it
+    must be a run of that analysis."""
+    path = _resolve(ref)
+    if analysis is not None:
+        found = read_meta(path)["analysis"]
+        if found != analysis:
+            raise InterpError(f"{str(ref)!r} is a {found} run, not a {analysis} run: give one from "
+                              f"`interp runs --analysis {analysis}`")
+    return path
+
+
+def _resolve(ref: str | Path) -> Path:
     path = Path(ref)
     if (path / "result.json").is_file():
         read_meta(path)  # a damaged run says so here
@@ -145,8 +189,9 @@ def resolve_run(ref: str | Path) -> Path:
     hits = [p for rid, p in zip(runs.run_id, runs.path) if str(rid).startswith(str(ref))] if len(runs) else []
     if len(hits) == 1:
         return Path(hits[0])
-    if not hits:
+    if not hits and re.fullmatch(RUN_ID, str(ref)):  # a run id is one path component: the glob stays in the store
         for meta_path in sorted(runs_root().glob(f"*/{glob.escape(str(ref))}*/result.json")):
             read_meta(meta_path.parent)  # a damaged run of that id says so
+    if not hits:
         raise InterpError(f"no stored run {str(ref)!r}: give a run directory or a run id from `interp runs`")
     raise InterpError(f"{str(ref)!r} matches {len(hits)} runs; give more of the run id")

@@ -133,10 +133,17 @@ def intervene(model, writes: Iterable[Write]) -> Iterator[None]:
 # --- the named interventions --------------------------------------------------------------------
 
 
+MAX_CLAMP = 1e6  # beyond it the next norm divides the neuron's write away (or its square overflows float32)
+
+
 def _finite(value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise InterpError(f"clamp value must be a finite number, got {value}")
+    if abs(value) > MAX_CLAMP:
+        raise InterpError(f"clamp value {value:g} is beyond ±{MAX_CLAMP:g}: the next norm divides such a write away "
+                          "(or overflows), so every value that large gives the same meaningless answer; use values "
+                          "within a few times the neuron's peak activation")
     return value
 
 

@@ -204,17 +204,21 @@ def activation_regression(model, parts: dict, facts_df, heads: list[tuple[int, i
 
 
 
+def _in_dtype(model) -> str:
+    return "" if model.dtype == torch.float32 else f" in {str(model.dtype).split('.')[-1]}"
+
+
 def decomposition_check(model, residuals: list[tuple[float, float]]) -> tuple[dict, str]:
     """The run-time check of ``sum of components = logit``: the largest residual, the tolerance, and a
     sentence for the Result (a warning past the tolerance)."""
     worst = max((abs(r) for r, _ in residuals), default=0.0)
-    tol = dla_tolerance(max((abs(lg) for _, lg in residuals), default=0.0))
+    tol = dla_tolerance(max((abs(lg) for _, lg in residuals), default=0.0), model.dtype)
     of = "the logit before the final softcap" if model.weights.logit_softcap else "the answer's logit"
     text = (f"Decomposition check: the components sum to {of} within {worst:.2g} on every fact "
             f"(tolerance {tol:.2g}).")
     if worst > tol:
         text = (f"Decomposition check FAILED: the components miss {of} by up to {worst:.3g} "
-                f"(tolerance {tol:.2g}); the per-layer DLA is not exact for this architecture.")
+                f"(tolerance {tol:.2g}{_in_dtype(model)}); the per-layer DLA is not exact for this architecture.")
         warnings.warn(text, stacklevel=2)
     if model.weights.logit_softcap:
         text += (f" {model.spec} caps its logits (cap * tanh(x / cap), cap {model.weights.logit_softcap:g}), "

@@ -48,7 +48,8 @@ class FixConfig(Config):
     target: str = option("neurons", "neurons, mlp or attn of the final layer", choices=TARGETS)
     layer: int = option(-1, "-1: the final layer")
     k: int = option(10, "suppressing neurons to scale (target=neurons)", flags=("-k",), min=1)
-    scale: float = option(0.0, "multiply the target's output by this")
+    scale: float = option(0.0, "multiply the target's output by this (0: ablate; -1: flip; at most ±100, beyond "
+                          "which the final norm divides the scaled write away)", min=-100, max=100)
     train_fraction: float = option(0.5, "share of facts that choose the neurons; the rest is held out", min=0.05,
                                    max=0.95)
     corpus: str = option("stdlib-docs", "text for the LM-loss side cost")

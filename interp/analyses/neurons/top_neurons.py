@@ -54,7 +54,7 @@ def run(model, config: TopNeuronsConfig) -> Result:
     bias = sum(float(direct_logit(model, model.weights.b_out[l], scale, dirs)[0]) for l in range(model.n_layers)
                if model.weights.b_out[l] is not None and model.weights.mlp_post_norm[l] is None)
     residual = float(per_layer.sum()) + bias - whole
-    if abs(residual) > dla_tolerance(whole):
+    if abs(residual) > dla_tolerance(whole, model.dtype):
         warnings.warn(f"the neurons' DLA misses the MLPs' by {residual:.3g} on {model.spec}: the per-neuron "
                       "decomposition is not exact for this architecture", stacklevel=2)
     act_last = torch.stack([acts[hook_name("mlp_post", l)][0, -1] for l in range(model.n_layers)])

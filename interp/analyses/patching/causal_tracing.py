@@ -48,7 +48,8 @@ class TraceConfig(Config):
     n: int = option(10, "facts the model knows to trace (0: all)", min=0)
     kinds: tuple[str, ...] = option(("resid", "mlp", "attn"), "any of resid, mlp, attn", flags=("--kind",),
                                     choices=tuple(KINDS), nonempty=True)
-    noise: float = option(3.0, "x the embedding standard deviation", min=0)
+    noise: float = option(3.0, "x the embedding standard deviation (ROME: 3; beyond 1000 the noised embeddings "
+                                "saturate the model and nothing is left to restore)", min=0, max=1000)
     samples: int = option(10, "noise samples per fact", min=1)
     window: int = option(0, "layers restored for mlp/attn (0: 10/48 of the depth)", min=0)
     batch_rows: int = option(256, "rows per forward pass", min=1)
@@ -159,7 +160,7 @@ def _trace_sweep(model, config: TraceConfig, known) -> dict[int, dict]:
 def run(model, config: TraceConfig, facts: list[Fact] | None = None) -> Result:
     """ROME-style causal tracing of facts the model knows: indirect effect per (layer, token)."""
     facts = facts if facts is not None else load_facts(config.facts)
-    scored = score_facts(model, facts)
+    scored = score_facts(model, facts, want=config.n or None)  # a long file is scored only as far as needed
     known = scored[scored.correct]
     if known.empty:
         raise InterpError(f"the model answers none of the {len(scored)} facts correctly: nothing to trace")

@@ -208,6 +208,26 @@ def activation_items(model, config, batch, layers) -> dict[int, tuple[str, int, 
     return items
 
 
+def neuron_positions(config, batch: Batch) -> Tensor:
+    """Each pair's position of the neuron component (``--neuron-pos``, negative from the end), refused when it
+    is outside a prompt or before the clean and corrupt prompts differ in every pair (every score would be 0)."""
+    p, shortest = config.neuron_pos, int(batch.lengths.min())
+    if "neurons" not in config.components:
+        return p % batch.lengths  # unused
+    if not -shortest <= p < shortest:
+        raise InterpError(f"--neuron-pos {p} is outside the shortest prompt ({shortest} tokens): give a position "
+                          f"from {-shortest} to {shortest - 1} (-1: each prompt's last token)")
+    npos = p % batch.lengths
+    differs = batch.clean != batch.corrupt
+    some = differs.any(1)  # identical pairs (clean into clean) score 0 anywhere: nothing to refuse
+    first = differs.float().argmax(1)
+    if bool(some.any()) and bool((npos[some] < first[some]).all()):
+        raise InterpError(f"--neuron-pos {p} falls before the clean and corrupt prompts differ, in every pair (the "
+                          f"first difference is at position {int(first[some].min())}): the neurons there see the same "
+                          "tokens, so every score would be 0; give a later position (-1: the last token)")
+    return npos
+
+
 @torch.no_grad()
 def activation_item(model, item, config: PatchingConfig, batch: Batch, source_acts: dict, clean_last: Tensor) -> Tensor:
     """The metric of one item's rows, each patched alone (one forward pass); runs wherever the model is."""
@@ -216,7 +236,7 @@ def activation_item(model, item, config: PatchingConfig, batch: Batch, source_ac
     site = hook_name(COMPONENTS[component], layer)
     pair, unit = (t[start:start + n] for t in unit_rows(model, component, batch, config.neurons))
     base, _ = _runs(config, batch)
-    npos = config.neuron_pos % batch.lengths
+    npos = neuron_positions(config, batch)
     metric = metric_fn(config.metric, batch, clean_last.to(dev))
     with intervene(model, [unit_write(component, site, source_acts[site].to(dev), pair, unit, npos)]):
         logits = at_last(model(base[pair]), batch.last[pair])
@@ -253,7 +273,7 @@ def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
     """Attribution patching (or RelP inside LRP mode): ``(a_source - a_base) . grad``."""
     base, _ = _runs(config, batch)
     B, T = base.shape
-    npos = config.neuron_pos % batch.lengths
+    npos = neuron_positions(config, batch)
     sites = _sites(model, config, layers)
 
     mode = lrp_mode(model, Rules.parse(config.rules)) if config.method == "relp" else nullcontext()

@@ -47,7 +47,7 @@ def stored_mask(result: Result, model) -> dict[str, Tensor]:
 def stored_subnetwork(model, ref: str = "") -> Result:
     """The bigram subnetwork ``ref`` (a run id or directory; default: the newest on the model's weights),
     checked to have been learned on these weights."""
-    path = resolve_run(ref) if ref else newest_run("bigram_subnetworks", model.weights_hash)
+    path = resolve_run(ref, "bigram_subnetworks") if ref else newest_run("bigram_subnetworks", model.weights_hash)
     if path is None:
         raise InterpError(f"no stored bigram subnetwork for {model.spec}: run `interp bigram --model {model.spec}` "
                           "first, or give --subnetwork")

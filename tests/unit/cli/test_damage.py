@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_a_damaged_run_is_skipped_checked_and_pruned(capsys, monkeypatch, tmp_path, tiny_llama):
     monkeypatch.setenv("INTERP_RUNS", str(tmp_path))
     good = interp.run("top_neurons", tiny_llama, prompt="abc")
-    bad = tmp_path / "top_neurons" / "broken-run"
+    bad = tmp_path / "top_neurons" / "20260101-000000-broken-run-abcdef"  # named as interp names its runs
     bad.mkdir(parents=True)
     (bad / "result.json").write_text("[]")
     code, out, err = run_cli(capsys, monkeypatch, "runs", "--json")
@@ -38,6 +38,11 @@ def test_a_damaged_run_is_skipped_checked_and_pruned(capsys, monkeypatch, tmp_pa
     assert code == 0 and [r["path"] for r in strict(out)] == [str(bad)]
     code, out, _ = run_cli(capsys, monkeypatch, "runs", "--prune", "--json")
     assert code == 0 and strict(out)[0]["removed"] and not bad.exists() and good.path.exists()
+    odd = tmp_path / "top_neurons" / "broken-run"  # not named as interp names runs: listed, never removed
+    odd.mkdir()
+    (odd / "result.json").write_text("[]")
+    code, out, _ = run_cli(capsys, monkeypatch, "runs", "--prune", "--json")
+    assert code == 0 and not strict(out)[0]["removed"] and odd.exists()
 
 
 def test_a_truncated_result_json_is_named_by_path_and_id(capsys, monkeypatch, tmp_path, tiny_llama):

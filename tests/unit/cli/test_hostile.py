@@ -97,7 +97,8 @@ CASES = [
     # clamp and concept
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "value (--value) must be"),
     (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),
-    (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "1e38", "-p", "hi", "-t", "a"], "clamp at 1e+38 is not finite"),
+    (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "1e38", "-p", "hi", "-t", "a"],
+     "clamp value 1e+38 is beyond ±1e+06"),
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "1", "-p", "hi", "-g", "-1"], "generate (--generate) must be at"),
     (["clamp", "-m", "tiny-llama", "-n", "x.y", "-v", "1", "-p", "hi"], "cannot read neuron 'x.y'"),
     (["concept", "-m", "tiny-llama", "-t", "xy"], "tokenizes as ['x', 'y']"),
@@ -240,3 +241,430 @@ def test_json_output_is_strict(capsys, monkeypatch, tmp_path):
 
     text = strict_json({"a": float("nan"), "b": [1.0, float("inf")], "c": torch.tensor(2.0)})
     assert strict(text) == {"a": None, "b": [1.0, None], "c": 2.0, "non_finite": ["a", "b[1]"]}
+
+
+# --- round two: one test per class, at least three cases each; every case ends in a result or one `error:`
+# line, never a traceback, a wrong result or a deletion outside the store ------------------------------------
+
+
+def _one_error(code, out, err, expected: str) -> None:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code != 0 and len(errors) == 1 and expected in errors[0], (code, err[-600:])
+    assert "Traceback" not in err
+
+
+def _tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() if p.is_file() else None for p in sorted(path.rglob("*"))}
+
+
+def _stored(tmp_path: Path, prompt: str = "abcdef") -> Path:
+    from interp.analyses.base import run
+    from interp.models import load_model
+
+    r = run("top_neurons", load_model("tiny-llama"), prompt=prompt, target="a")
+    return Path(r.path)
+
+
+def test_class1_prune_never_deletes_outside_the_store_or_what_it_cannot_prove(capsys, monkeypatch, tmp_path):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("INTERP_RUNS", str(runs))
+    neighbour = tmp_path / "neighbour" / "data"  # a folder beside the store with a result.json interp never wrote
+    neighbour.mkdir(parents=True)
+    (neighbour / "result.json").write_text('{"analysis": 1}')
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "result.json").write_text("not json")
+    good = _stored(tmp_path)
+    damaged = _stored(tmp_path, "another prompt")
+    (damaged / "tables" / "top.parquet").write_bytes(b"garbage")
+    notes = runs / "notes" / "keep"  # inside the store, but not named as interp names runs
+    notes.mkdir(parents=True)
+    (notes / "result.json").write_text("{")
+    link = runs / "top_neurons" / "20260101-000000-tiny-llama-abcdef"  # a run-like link that points outside
+    link.symlink_to(outside, target_is_directory=True)
+    before_outside, before_neighbour = _tree(tmp_path / "outside"), _tree(tmp_path / "neighbour")
+    # (a) a path as the analysis name, (b) a glob, (c) an absolute path: refused before anything is read
+    for bad in ("..", "*", str(tmp_path), "top_neurons/../.."):
+        code, out, err = run_cli(capsys, monkeypatch, "runs", "--prune", "--analysis", bad)
+        _one_error(code, out, err, "is not a valid analysis name")
+    # (d) a real prune: the damaged run goes (said first), the rest stays
+    code, out, err = run_cli(capsys, monkeypatch, "runs", "--prune")
+    assert code == 0 and f"will remove: {damaged}" in err
+    assert not damaged.exists() and good.exists() and notes.exists() and link.is_symlink()
+    assert _tree(tmp_path / "outside") == before_outside and _tree(tmp_path / "neighbour") == before_neighbour
+    assert "damaged, kept" in out and "not an interp run id" in out
+
+
+def test_class1_run_references_stay_in_the_store(capsys, monkeypatch, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    for ref in ("../elsewhere", "../../etc", "*"):
+        code, out, err = run_cli(capsys, monkeypatch, "patch-compare", ref, ref)
+        _one_error(code, out, err, "no stored run")
+    good = _stored(tmp_path)  # (an option that takes a run, given a run of another analysis)
+    code, out, err = run_cli(capsys, monkeypatch, "patch-compare", str(good), str(good))
+    _one_error(code, out, err, "is a top_neurons run, not a patching run")
+
+
+def test_class2_models_that_would_load_wrong_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from interp.errors import InterpError
+    from interp.models import load_model
+
+    model = load_model("tiny-llama")
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k in load_file_of(model, tmp_path) if "down_proj" in k)
+    cases = {"lack": lambda w: w.pop(name),
+             "does not have": lambda w: w.__setitem__("model.extra.weight", torch.zeros(2)),
+             "another shape": lambda w: w.__setitem__(name, torch.zeros(3, 3))}
+    for expected, change in cases.items():
+        d = tmp_path / expected.replace(" ", "_")
+        model.save_pretrained(d)
+        w = load_file(d / "model.safetensors")
+        change(w)
+        save_file(w, d / "model.safetensors", metadata={"format": "pt"})
+        with pytest.raises(InterpError, match=expected):
+            load_model(str(d))
+    assert weights  # the shared model was not touched
+
+
+def load_file_of(model, tmp_path):
+    from safetensors.torch import load_file
+
+    model.save_pretrained(tmp_path / "probe")
+    return load_file(tmp_path / "probe" / "model.safetensors")
+
+
+def test_class2_a_damaged_model_cache_is_caught_anywhere_in_the_file(tmp_path):
+    """Finite damage far from the fingerprint's sampled blocks: the load-time hash of every tensor catches it."""
+    import shutil
+
+    from interp.models.embedded import _read_cache, embedded_cache_dir
+
+    src = embedded_cache_dir("smollm2-135m")
+    if not (src / "model.safetensors").is_file():
+        pytest.skip("no SmolLM2 cache on this machine yet")
+    cache = tmp_path / "cache"
+    shutil.copytree(src, cache)
+    f = cache / "model.safetensors"
+    size = f.stat().st_size
+    for offset in (size // 3 + 12_345, size // 2 + 777, size - 70_001):  # three places, one at a time
+        data = bytearray(f.read_bytes())
+        data[offset] ^= 0x01  # the lowest mantissa bit of one weight: still finite, slightly wrong
+        f.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="differ"):
+            _read_cache(cache, "smollm2-135m")
+        data[offset] ^= 0x01
+        f.write_bytes(bytes(data))
+
+
+def test_class3_results_that_are_not_findings_are_refused(capsys, monkeypatch, tmp_path):
+    one_pair = tmp_path / "one.jsonl"
+    one_pair.write_text('{"clean": "abcdefgh", "corrupt": "abcdefgx", "answer": "a", "wrong": "b"}\n')
+    cases = [
+        (["patch", "-m", "tiny-llama", "-d", str(one_pair), "--components", "neurons", "--neuron-pos", "999",
+          "--method", "attribution"], "--neuron-pos 999 is outside the shortest prompt"),
+        (["patch", "-m", "tiny-llama", "-d", str(one_pair), "--components", "neurons", "--neuron-pos", "2",
+          "--method", "attribution"], "--neuron-pos 2 falls before the clean and corrupt prompts differ"),
+        (["card", "1.3", "-m", "tiny-llama", "--clamp", "a", "--values=-1e30,1e30"], "is beyond ±1e+06"),
+        (["trace", "-m", "tiny-llama", "--noise", "1e30"], "noise (--noise) must be at most 1000"),
+        (["factual-fix", "-m", "tiny-llama", "--scale", "1e30"], "scale (--scale) must be at most 100"),
+    ]
+    for args, expected in cases:
+        before = _tree(tmp_path / "runs") if (tmp_path / "runs").exists() else {}
+        code, out, err = run_cli(capsys, monkeypatch, *args)
+        _one_error(code, out, err, expected)
+        assert (_tree(tmp_path / "runs") if (tmp_path / "runs").exists() else {}) == before
+
+
+def test_class3_the_shared_output_check_and_diverged_edits():
+    import pandas as pd
+
+    from interp.analyses.base import non_finite_outputs
+    from interp.errors import InterpError
+    from interp.models import load_model
+    from interp.models.loading import save_edit
+    from interp.result import Result
+
+    r = Result(analysis="top_neurons", config={}, provenance={}, metrics={"a": 1.0},
+               tables={"t": pd.DataFrame({"x": [1.0, float("inf")]})}, tensors={"w": torch.tensor([float("-inf")])})
+    assert set(non_finite_outputs(r)) == {"tables.t", "tensors.w"}
+    r.tables["t"] = pd.DataFrame({"x": [1.0, float("nan")]})  # NaN marks "not applicable" in a table: allowed
+    assert non_finite_outputs(r) == ["tensors.w"]
+    r.tensors["w"] = torch.tensor([float("nan")])  # and in a tensor (the atlas's context padding)
+    assert non_finite_outputs(r) == []
+    model = load_model("tiny-llama")  # a private copy: this test breaks its weights
+    name = next(iter(model.hf_params))
+    with torch.no_grad():
+        model.hf_params[name].fill_(float("nan"))
+    with pytest.raises(InterpError, match="hold NaN or inf"):
+        save_edit(model, Path("/nonexistent/never-written"), [name], "x")
+
+
+DOCS = {
+    "provenance is a list": lambda m: m.__setitem__("provenance", []),
+    "a files entry is not [size, sha256]": lambda m: m["files"].__setitem__(next(iter(m["files"])), "x"),
+    "metrics is a string": lambda m: m.__setitem__("metrics", "high"),
+    "a table named as a path": lambda m: m.__setitem__("tables", ["../../x"]),
+    "a file outside the run": lambda m: m["files"].__setitem__("../../etc/passwd", [1, "0" * 64]),
+}
+
+
+@pytest.mark.parametrize("what", DOCS)
+def test_class4_a_stored_document_of_the_wrong_shape_is_a_damaged_run(capsys, monkeypatch, tmp_path, what):
+    import json
+
+    run = _stored(tmp_path)
+    meta = json.loads((run / "result.json").read_text())
+    DOCS[what](meta)
+    (run / "result.json").write_text(json.dumps(meta))
+    code, out, err = run_cli(capsys, monkeypatch, "runs", "--check", "--json")
+    rows = strict(out.strip().splitlines()[-1])
+    assert code == 0 and [r["path"] for r in rows] == [str(run)] and "Traceback" not in err
+    code, out, err = run_cli(capsys, monkeypatch, "runs")
+    assert code == 0 and "Traceback" not in err
+    code, out, err = run_cli(capsys, monkeypatch, "card", "1.3", "-m", "tiny-llama")
+    assert code == 0 and "Traceback" not in err
+
+
+def _edit(tmp_path: Path, dtype: str = "float32") -> Path:
+    from interp.models import load_model
+    from interp.models.loading import save_edit
+
+    model = load_model("tiny-llama", dtype=dtype)
+    base_hash = model.weights_hash
+    name = next(n for n in model.hf_params if "down_proj" in n)
+    with torch.no_grad():
+        model.hf_params[name].mul_(0.5)
+    return save_edit(model, tmp_path / f"edit-{dtype}", [name], base_hash)
+
+
+def test_class5_edit_directories_are_validated(tmp_path):
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from interp.errors import InterpError
+    from interp.models import load_model
+
+    good = _edit(tmp_path)
+    load_model(str(good))
+
+    def variant(name: str, change) -> Path:
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        change(d)
+        return d
+
+    def meta(d: Path, **kw):
+        m = json.loads((d / "interp_edit.json").read_text())
+        m.update(kw)
+        (d / "interp_edit.json").write_text(json.dumps(m))
+
+    def weights(d: Path, fn):
+        w = load_file(d / "edits.safetensors")
+        fn(w)
+        save_file(w, d / "edits.safetensors")
+
+    cases = {
+        "truncated": (lambda d: (d / "edits.safetensors").write_bytes((d / "edits.safetensors").read_bytes()[:40]),
+                      "edits.safetensors is missing or damaged"),
+        "itself": (lambda d: meta(d, base=str(d)), "names itself as its base"),
+        "bad_json": (lambda d: (d / "interp_edit.json").write_text("{"), "is not valid JSON"),
+        "no_base": (lambda d: meta(d, base=str(tmp_path / "gone")), "does not load"),
+        "unknown": (lambda d: (meta(d, params=["model.nope.weight"]),
+                               weights(d, lambda w: w.__setitem__("model.nope.weight", w.pop(next(iter(w)))))),
+                    "which 'tiny-llama' does not have"),
+        "shape": (lambda d: weights(d, lambda w: w.__setitem__(next(iter(w)), torch.zeros(2, 2))), "gives"),
+        "nan": (lambda d: weights(d, lambda w: next(iter(w.values())).fill_(float("nan"))), "holds NaN or inf"),
+    }
+    for name, (change, expected) in cases.items():
+        with pytest.raises(InterpError, match=expected):
+            load_model(str(variant(name, change)))
+
+
+def test_class5_an_edit_made_in_bfloat16_loads_in_float32_without_blaming_its_base(tmp_path):
+    from interp.models import load_model
+
+    edit = _edit(tmp_path, "bfloat16")
+    model = load_model(str(edit), dtype="float32")
+    assert model.dtype == torch.float32
+
+
+def test_class6_paths_and_environment(capsys, monkeypatch, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").symlink_to(corpus / "b.txt")
+    (corpus / "b.txt").symlink_to(corpus / "a.txt")  # a loop
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    cases = [
+        (["atlas", "-m", "tiny-llama", "--corpus", str(corpus), "--tokens", "256"], "cannot read corpus file"),
+        (["data", str(deep), "--kind", "facts"], "nested too deeply"),
+        (["data", str(tmp_path), "--kind", "facts"], "is a folder"),
+        (["graph", "-m", "tiny-llama", "--html", str(tmp_path)], "(that is a folder)"),
+    ]
+    for args, expected in cases:
+        code, out, err = run_cli(capsys, monkeypatch, *args)
+        _one_error(code, out, err, expected)
+    monkeypatch.setenv("INTERP_HOME", "/dev/null/x")  # a home that cannot be written: the cache cannot be built
+    code, out, err = run_cli(capsys, monkeypatch, "info", "-m", "gemma3-270m")
+    _one_error(code, out, err, "cannot write interp's cache")
+    monkeypatch.setenv("INTERP_MEMORY_LIMIT", "1.2.3GB")
+    code, out, err = run_cli(capsys, monkeypatch, "graph", "-m", "tiny-llama", "--dry-run")
+    _one_error(code, out, err, "INTERP_MEMORY_LIMIT='1.2.3GB' is not a size")
+
+
+def test_class7_a_long_facts_file_is_scored_only_as_far_as_needed(tiny_llama):
+    from interp.datasets.prompts import Fact
+    from interp.metrics import score_facts
+
+    with torch.no_grad():
+        answer = tiny_llama.token_str(int(tiny_llama(tiny_llama.to_tokens("abc"))[0, -1].argmax()))
+    facts = [Fact(prompt="abc", subject="ab", answer=answer, relation="r") for _ in range(500)]  # all answered
+    assert len(score_facts(tiny_llama, facts, want=1)) == 32  # one batch, not the whole file
+    assert len(score_facts(tiny_llama, facts, want=40)) == 64
+    assert len(score_facts(tiny_llama, facts[:50])) == 50  # nothing wanted in particular: every fact
+
+
+def test_class8_hints_signals_and_control_bytes(capsys, monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    code, out, err = run_cli(capsys, monkeypatch, "info", "-m", "")
+    _one_error(code, out, err, "no model spec given")
+    esc_name = tmp_path / "bad\x1b[31mname.jsonl"
+    code, out, err = run_cli(capsys, monkeypatch, "data", str(esc_name), "--kind", "facts")
+    _one_error(code, out, err, "\\x1b[31mname")
+    assert "\x1b" not in err
+    code, out, err = run_cli(capsys, monkeypatch, "top-neurons", "-m", "tiny-llama", "-p", "ab\x1b[2Jcd")
+    assert code == 0 and "\x1b" not in out and "\\x1b[2J" in out  # the prompt, echoed, clears no screen
+    from interp.metrics import dla_tolerance
+    assert dla_tolerance(10.0, torch.bfloat16) > 10 * dla_tolerance(10.0)  # rounding, not the architecture
+    # SIGTERM (Slurm, docker stop) ends a long command as Ctrl-C does: one line saying what was saved, 143
+    env = {**__import__("os").environ, "INTERP_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "interp.cli", "atlas", "-m", "tiny-llama", "--corpus",
+                             "stdlib-docs", "--tokens", "2000000"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(12)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-400:]
+    assert err.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in err
+
+
+# --- property-based: random documents and values; each outcome is a result or one InterpError -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                 max_size=4), max_leaves=20)
+KEYS = ["format", "analysis", "run_id", "config", "provenance", "metrics", "notes", "tables", "tensors",
+        "non_finite", "files"]
+DOC = st.one_of(JSON, st.fixed_dictionaries({}, optional={k: JSON for k in KEYS}),
+                st.fixed_dictionaries({"analysis": st.sampled_from(["top_neurons", "../x", "a b"]),
+                                       "run_id": st.text(max_size=30), "config": JSON, "provenance": JSON,
+                                       "metrics": JSON, "tables": JSON, "tensors": JSON},
+                                      optional={"files": JSON, "non_finite": JSON, "notes": JSON}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(doc=DOC)
+def test_any_stored_document_is_read_or_refused_in_one_line(tmp_path_factory, doc):
+    import json
+
+    from interp.errors import InterpError
+    from interp.storage import damaged_runs, list_runs, load_result
+    from interp.storage.results import verify_run
+
+    root = tmp_path_factory.mktemp("store")
+    run = root / "top_neurons" / "20260101-000000-tiny-llama-abcdef"
+    (run / "tables").mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps(doc))
+    try:
+        load_result(run)
+    except InterpError:
+        pass
+    assert isinstance(verify_run(run), list)
+    assert all(p.startswith(str(root)) for p, _ in damaged_runs(root))
+    import os
+
+    old = os.environ.get("INTERP_RUNS")
+    os.environ["INTERP_RUNS"] = str(root)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            list_runs()
+    finally:
+        os.environ["INTERP_RUNS"] = old or ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=12))
+def test_memory_limits_parse_or_refuse(text):
+    from interp.errors import InterpError
+    from interp.scale.preflight import parse_size
+
+    try:
+        assert parse_size(text) >= 0
+    except InterpError as exc:
+        assert "INTERP_MEMORY_LIMIT" in str(exc)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+                   st.lists(st.integers(), max_size=3), st.lists(st.text(max_size=4), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_config_field_takes_a_value_or_refuses_it(data):
+    from interp.analyses.base import discover
+    from interp.errors import InterpError
+    from interp.result import CONFIGS
+
+    discover()
+    name = data.draw(st.sampled_from(sorted(CONFIGS)))
+    fields = [f.name for f in __import__("dataclasses").fields(CONFIGS[name])]
+    options = data.draw(st.dictionaries(st.sampled_from(fields), VALUES, max_size=3))
+    try:
+        CONFIGS[name].from_dict(options)
+    except InterpError:
+        pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.text(max_size=12))
+def test_prune_with_any_analysis_name_never_touches_the_neighbours(tmp_path_factory, name):
+    from interp.errors import InterpError
+    from interp.storage import damaged_runs
+
+    root = tmp_path_factory.mktemp("p")
+    (root / "neighbour").mkdir()
+    (root / "neighbour" / "result.json").write_text("{")
+    store = root / "runs"
+    store.mkdir()
+    try:
+        found = damaged_runs(store, analysis=name)
+    except InterpError:
+        found = []
+    assert all(p.startswith(str(store)) for p, _ in found)
+    assert (root / "neighbour" / "result.json").read_text() == "{"
+
+
+@settings(max_examples=100, deadline=None)
+@given(device=st.text(max_size=10), dtype=st.text(max_size=10))
+def test_device_and_dtype_parse_or_refuse(device, dtype):
+    from interp.errors import InterpError
+    from interp.models.loading import _check_device, resolve_dtype
+
+    for fn, value in ((_check_device, device), (resolve_dtype, dtype)):
+        try:
+            fn(value)
+        except InterpError:
+            pass
