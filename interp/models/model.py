@@ -97,6 +97,17 @@ class Model:
         return cls(spec, name, bridge, hf_model, tokenizer, source, known_hash, hf_params)
 
     def __post_init__(self):
+        without = []
+        for layer, block in enumerate(self.bridge.blocks):
+            try:
+                _ = block.mlp
+            except AttributeError:
+                without.append(layer)
+        if without:
+            kind = type(self.bridge.blocks[without[0]]).__name__
+            raise InterpError(f"{self.spec!r} has no MLP in layer(s) {without[:8]} ({kind}): interp traces MLP "
+                              "neurons, so every layer needs one; state-space and other MLP-free blocks are not "
+                              "supported")
         self.weights = NeuronWeights(self.bridge, self.hf_model.config, self.is_glu)
 
     # --- architecture facts ----------------------------------------------------------

@@ -508,6 +508,16 @@ def test_class6_paths_and_environment(capsys, monkeypatch, tmp_path):
     for args, expected in cases:
         code, out, err = run_cli(capsys, monkeypatch, *args)
         _one_error(code, out, err, expected)
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from interp.models.tiny import byte_tokenizer
+
+    ssm = tmp_path / "mamba"  # a state-space model: no MLP in any layer
+    config = MambaConfig(vocab_size=259, hidden_size=32, num_hidden_layers=2, state_size=4)
+    MambaForCausalLM(config).save_pretrained(ssm)
+    byte_tokenizer().save_pretrained(ssm)
+    code, out, err = run_cli(capsys, monkeypatch, "info", "-m", str(ssm))
+    _one_error(code, out, err, "has no MLP in layer(s) [0, 1]")
     monkeypatch.setenv("INTERP_HOME", "/dev/null/x")  # a home that cannot be written: the cache cannot be built
     code, out, err = run_cli(capsys, monkeypatch, "info", "-m", "gemma3-270m")
     _one_error(code, out, err, "cannot write interp's cache")
