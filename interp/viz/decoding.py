@@ -21,7 +21,9 @@ SIDE_TITLES = {
 def token_bars(rows: pd.DataFrame, side: str, k: int = 15) -> go.Figure:
     """Horizontal bars of one neuron's decoded tokens on one side."""
     part = rows[rows.side == side].sort_values("rank").head(k)
-    labels = [repr(t) for t in part.token]
+    shown = [repr(t) for t in part.token]
+    # two token ids can print the same (byte pieces): each keeps its own bar, its id added
+    labels = [f"{s} #{i}" if shown.count(s) > 1 else s for s, i in zip(shown, part.token_id)]
     color = "#2b6cb0" if side.endswith("+") else "#c53030"
     fig = go.Figure(go.Bar(x=part.score, y=labels, orientation="h", marker_color=color,
                            hovertext=[f"token id {i}" for i in part.token_id]))

@@ -41,7 +41,8 @@ def top_neurons_bar(result, k: int = 20) -> go.Figure:
     fig = px.bar(df, x="mean_dla", y="neuron_id", orientation="h", color="mean_dla", color_continuous_scale="RdBu",
                  color_continuous_midpoint=0, labels={"mean_dla": "mean direct effect on the answer",
                                                        "neuron_id": "neuron"})
-    fig.update_layout(yaxis={"autorange": "reversed"}, height=24 * len(df) + 120,
+    # neuron ids are names, not numbers: a numeric axis would draw 29.1512 near 29.15
+    fig.update_layout(yaxis={"autorange": "reversed", "type": "category"}, height=24 * len(df) + 120,
                       title=f"Top neurons of MLP {result.metrics['mlp_layer']} "
                             f"(top {k}: {result.metrics['top_neurons_share']:.0%} of the layer's effect)")
     return fig
