@@ -95,8 +95,6 @@ def _typed(name: str, hint, value):
             if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
                 raise InterpError(f"{_flag(name)} must be a {kind.__name__}, got {value!r}")
             return float(value) if kind is float else value
-    if "None" in text and value is None:
-        return value
     return value
 
 

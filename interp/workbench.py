@@ -64,6 +64,16 @@ def _mtime(path: str | Path) -> float:
         return -1.0
 
 
+def graph_labels(model, graph: Result, load=load_result) -> dict[tuple[int, int], str]:
+    """A neuron graph's neurons labelled by their top decoded token (the decoding and the graph belong to two
+    techniques: the facade joins them); bare ids when no decoding of the model is stored."""
+    nodes = graph.table("nodes")
+    neurons = nodes[nodes.kind == "neuron"]
+    decoding = newest_run("lm_head_decoding", model.weights_hash)
+    return neuron_read.token_labels(load(decoding) if decoding else None, model,
+                                    list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+
+
 class Workbench:
     """One model, its stored Results, and the jobs that run on it."""
 
@@ -290,11 +300,7 @@ class Workbench:
 
     def graph_labels(self, graph_path: str) -> dict[tuple[int, int], str]:
         """``(layer, neuron) -> "L.N 'token'"`` for a stored graph's neurons, from the stored decoding (if any)."""
-        nodes = self.result(graph_path).table("nodes")
-        neurons = nodes[nodes.kind == "neuron"]
-        decoding = newest_run("lm_head_decoding", self.weights_hash)
-        return neuron_read.token_labels(self.result(decoding) if decoding else None, self.model,
-                                        list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+        return graph_labels(self.model, self.result(graph_path), self.result)
 
     def graph_json(self, graph_path: str) -> dict:
         """A stored graph in circuit-tracer's graph JSON, its neurons labelled by their top decoded token."""

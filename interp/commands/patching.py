@@ -96,21 +96,13 @@ def _graph_files(r, model, outputs: dict) -> dict:
     import json
 
     from interp.analyses.circuits.read import to_graph_json
-    from interp.analyses.neurons.read import token_labels
-    from interp.storage import load_result, newest_run
+    from interp.storage.cache import atomic_write
+    from interp.workbench import graph_labels
 
-    decoding = newest_run("lm_head_decoding", model.weights_hash)
-    nodes = r.table("nodes")
-    neurons = nodes[nodes.kind == "neuron"]
-    labels = token_labels(load_result(decoding) if decoding else None, model,
-                          list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+    labels = graph_labels(model, r)
     out = {}
     if "export" in outputs:
-        path = outputs["export"]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(to_graph_json(r, labels)), encoding="utf-8")
-        tmp.replace(path)
-        out["export"] = str(path)
+        out["export"] = str(atomic_write(outputs["export"], json.dumps(to_graph_json(r, labels))))
     if "html" in outputs:
         from interp.viz.graph import export_html
 

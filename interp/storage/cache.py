@@ -60,6 +60,19 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def atomic_write(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it: an interrupted write leaves the old file
+    (or none), never half of the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 _LAST_CHECKPOINT: list[Path] = []
 
 

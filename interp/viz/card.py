@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from interp.render import STYLE
+from interp.storage.cache import atomic_write
 
 __all__ = ["STYLE", "card_html", "dose_response_figure", "export_html", "section_body", "verify_scatter"]
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
@@ -68,6 +69,4 @@ def card_html(card, clamp: pd.DataFrame | None = None, clamp_target: str | None 
 
 
 def export_html(card, path: str | Path, **kw) -> Path:
-    path = Path(path)
-    path.write_text(card_html(card, **kw), encoding="utf-8")
-    return path
+    return atomic_write(path, card_html(card, **kw))

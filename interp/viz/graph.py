@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from interp.analyses.circuits.read import shown
+from interp.storage.cache import atomic_write
 from interp.viz import figures_for
 
 COLOURS = {"pos": "#e67e22", "neg": "#8e44ad", "embed": "#7f8c8d", "other": "#bdc3c7", "logit": "#27ae60"}
@@ -132,8 +133,8 @@ def knockout_figure(result) -> go.Figure:
 
 
 @figures_for("neuron_graph")
-def graph_figures(result) -> dict:
-    out = {"neuron graph": graph_figure(result)}
+def graph_figures(result, labels: dict | None = None) -> dict:
+    out = {"neuron graph": graph_figure(result, labels=labels)}
     if "faithfulness" in result.tables:
         out["faithfulness"] = faithfulness_figure(result)
         out["knock-outs"] = knockout_figure(result)
@@ -142,17 +143,12 @@ def graph_figures(result) -> dict:
 
 def export_html(result, path: str | Path, labels: dict | None = None) -> Path:
     """The graph (and its checks) as one self-contained HTML file: plotly inlined, nothing fetched."""
-    figs = graph_figures(result)
-    figs["neuron graph"] = graph_figure(result, labels=labels)
+    figs = graph_figures(result, labels)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs.values())]
     m = result.metrics
     head = (f"<h1>neuron graph</h1><p>{html.escape(repr(result.config.prompt))} → "
             f"{html.escape(', '.join(m['targets']))}; {m['n_neurons_kept']} neurons kept, {m['n_edges']} edges; "
             f"replacement {m['replacement']:.3f}, completeness {m['completeness']:.3f}; model "
             f"{html.escape(str(result.provenance.get('model', '')))}</p>")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>neuron graph</title></head><body>"
-                   f"{head}{''.join(parts)}</body></html>", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, f"<!doctype html><html><head><meta charset='utf-8'><title>neuron graph</title>"
+                              f"</head><body>{head}{''.join(parts)}</body></html>")

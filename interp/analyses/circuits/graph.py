@@ -99,19 +99,21 @@ def pick_targets(model, logits: Float[Tensor, " d_vocab"], config: GraphConfig) 
     return Targets([model.token_str(answer)], [[answer]], torch.ones(1), [float(probs[answer])])
 
 
-def total_effects(model, tokens, targets: Targets) -> dict:
-    """One forward and one backward in the uncut linear model: each neuron's activation and its total
-    effect on the weighted targets (``act * d metric / d act``), and the embeddings' (per position)."""
+def total_effects(model, tokens, config: GraphConfig) -> tuple[Targets, dict]:
+    """One forward and one backward in the uncut linear model: the targets (picked from this forward's own
+    logits), each neuron's activation and its total effect on the weighted targets (``act * d metric / d act``),
+    and the embeddings' (per position)."""
     L = model.n_layers
     with linearised(model, cut=False) as lin:
         logits = precap_logit(model, model(tokens)[:, -1].float())
+        targets = pick_targets(model, logits[0].detach(), config)
         metric = (targets.values(logits)[0] * targets.weights.to(logits.device)).sum()
         posts = [lin.post[layer] for layer in range(L)]
         grads = torch.autograd.grad(metric, [lin.embed, *posts])
     acts = torch.stack([p[0].detach().float() for p in posts])  # [layer, pos, d_mlp]
     effect = torch.stack([(p[0] * g[0]).detach().float() for p, g in zip(posts, grads[1:])])
     embed = (lin.embed[0] * grads[0][0]).sum(-1).detach().float()
-    return {"acts": acts, "effect": effect, "embed": embed, "metric": metric.item(), "logits": logits[0].detach()}
+    return targets, {"acts": acts, "effect": effect, "embed": embed, "metric": metric.item()}
 
 
 class Rows:
@@ -204,10 +206,7 @@ def run(model, config: GraphConfig) -> Result:
     started = time.perf_counter()
     tokens = model.to_tokens(config.prompt)
     _check(model, tokens, config)
-    with torch.no_grad():
-        logits = precap_logit(model, model(tokens)[0, -1].float())
-    targets = pick_targets(model, logits, config)
-    te = total_effects(model, tokens, targets)
+    targets, te = total_effects(model, tokens, config)
     L, P, D = te["acts"].shape
     flat = te["effect"].abs().flatten()
     n_cand = min(config.candidates, int((flat > 0).sum()))

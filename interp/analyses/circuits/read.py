@@ -81,9 +81,15 @@ def to_graph_json(result: Result, labels: dict[tuple[int, int], str] | None = No
 
 
 def neuron_rows(result: Result, layer: int, neuron: int, k: int = 3) -> list[dict]:
-    """Where a neuron sits in one graph: per position, its influence and its strongest kept neighbours."""
-    nodes, edges = shown(result)
+    """Where a neuron sits in one graph: per position, its influence and its strongest kept neighbours. The
+    small nodes table is read first; the edges only for a graph that keeps the neuron (the card asks every
+    stored graph)."""
+    nodes = result.table("nodes")
     mine = nodes[(nodes.kind == "neuron") & (nodes.layer == layer) & (nodes.neuron == neuron)]
+    if mine.empty:
+        return []
+    edges = result.table("edges")
+    edges = edges[edges.shown]  # a kept neuron always keeps a shown edge each way (no dangling node survives)
     out = []
     for row in mine.itertuples():
         up = edges[edges.target == row.node].sort_values("weight", key=abs, ascending=False).head(k)
