@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from urllib.parse import quote
 
@@ -92,3 +93,14 @@ def job_panel(key: str) -> None:
         st.rerun()
 
     panel()
+
+
+def continuation(label: str, prompt: str, generated: str, where=st) -> None:
+    """``label: prompt`` and the model's continuation (in blue, italic), as escaped HTML: a prompt or a generation
+    is shown as typed, never read as markdown (no stray asterisks, no image a generation could make the page
+    fetch), with its newlines shown as ⏎."""
+    def one_line(text: str) -> str:
+        return html.escape(text).replace("\n", " ⏎ ")
+
+    where.html(f"<div style='margin:4px 0'><b>{html.escape(label)}:</b> {one_line(prompt)}"
+               f"<i style='color:#2b6cb0'>{one_line(generated)}</i></div>")

@@ -9,7 +9,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-st.set_page_config(page_title="interp", page_icon=":material/biotech:", layout="wide")
+# the favicon is a local file: a ":material/...:" icon makes the browser fetch it from fonts.gstatic.com
+st.set_page_config(page_title="interp", page_icon=str(Path(__file__).resolve().parent / "favicon.png"), layout="wide")
 
 from state import model_picker  # noqa: E402 (after set_page_config)
 

@@ -70,8 +70,16 @@ def graph_labels(model, graph: Result, load=load_result) -> dict[tuple[int, int]
     nodes = graph.table("nodes")
     neurons = nodes[nodes.kind == "neuron"]
     decoding = newest_run("lm_head_decoding", model.weights_hash)
-    return neuron_read.token_labels(load(decoding) if decoding else None, model,
-                                    list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+    labels = neuron_read.token_labels(load(decoding) if decoding else None, model,
+                                      list(zip(neurons.layer, neurons.neuron, neurons.activation)))
+    explained = newest_run("neuron_explanations", model.weights_hash)
+    if explained:  # the explanation's label beside the decoded token
+        expl = load(explained).table("explanations")
+        keep = expl.merge(neurons[["layer", "neuron"]].drop_duplicates(), on=["layer", "neuron"])
+        for r in keep.itertuples():
+            key = (int(r.layer), int(r.neuron))
+            labels[key] = f"{labels.get(key, f'{r.layer}.{r.neuron}')} — {r.label}"
+    return labels
 
 
 class Workbench:
@@ -190,6 +198,20 @@ class Workbench:
         width = neuron_read.stored_width(atlas) if width is None else width
         k = neuron_read.stored_contexts(atlas, nid.layer, nid.index, which) if k is None else k
         return neuron_read.contexts(self.model, atlas, nid.layer, nid.index, which, k=k or None, width=width)
+
+    def explanation(self, neuron: str) -> dict | None:
+        """The newest stored explanation of one neuron (label, held-out scores and baselines), or None."""
+        nid = self.check_neuron(neuron)
+        path = self.latest_path("neuron_explanations")
+        return neuron_read.neuron_explanation(self.result(path), nid.layer, nid.index) if path else None
+
+    def search_explanations(self, query: str, k: int = 20) -> pd.DataFrame:
+        """Neurons whose stored explanation matches ``query`` ("France", "closing bracket"); empty when no
+        explanation is stored (``interp explain``)."""
+        path = self.latest_path("neuron_explanations")
+        if path is None:
+            return pd.DataFrame(columns=["layer", "neuron", "label", "iid_corr", "flagged"])
+        return neuron_read.search_explanations(self.result(path), query, self.model.vocab, k)
 
     def active_on_text(self, text: str, k: int = 3, atlas_path: str | None = None) -> pd.DataFrame:
         """Per token of ``text``, the neurons that fire most (relative to their atlas max, with an atlas)."""

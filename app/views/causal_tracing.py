@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.express as px
 import streamlit as st
-from components import job_panel, start_job
+from components import continuation, job_panel, start_job
 from state import call, show_error, workbench
 
 from interp.viz.causal_tracing import trace_heatmaps, unlearning_bars
@@ -73,6 +73,6 @@ if prompt.strip():
         answers = call("ask", prompt, result.metrics[variant]["edit"])
         cols = st.columns(2)
         for col, name, key in ((cols[0], "original", "original"), (cols[1], variant, "edited")):
-            col.markdown(f"**{name}**: {prompt}**{answers[key]}**")
+            continuation(name, prompt, answers[key], where=col)
     except Exception as exc:
         show_error(exc)

@@ -5,10 +5,8 @@ the verify, dose-response, generation and diff actions run only when asked."""
 
 from __future__ import annotations
 
-import html
-
 import streamlit as st
-from components import card_url, clamp_form, neuron_input
+from components import card_url, clamp_form, continuation, neuron_input
 from state import call, show_error, workbench
 
 from interp.viz.card import STYLE, card_html, dose_response_figure, section_body, verify_scatter
@@ -108,11 +106,8 @@ if asked:
     prompt, value, n_new = asked
     try:
         out = call("clamp_preview", prompt, (str(nid),), value, k=8, n_generate=int(n_new))
-        def one_line(text: str) -> str:  # a generation on one line, its newlines shown as ⏎
-            return html.escape(text).replace("\n", " ⏎ ")
-
-        st.markdown(f"**Before:** {one_line(prompt)} *{one_line(out['before'])}*")
-        st.markdown(f"**Clamped to {value:g}:** {one_line(prompt)} *{one_line(out['after'])}*")
+        continuation("Before", prompt, out["before"])
+        continuation(f"Clamped to {value:g}", prompt, out["after"])
     except Exception as exc:
         show_error(exc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
-from components import clamp_form, neuron_input, neuron_link
+from components import clamp_form, continuation, neuron_input, neuron_link
 from state import call, decoding, show_error, workbench
 
 from interp.viz.atlas import context_html, histogram, scale_of
@@ -19,8 +19,8 @@ st.caption(f"`{wb.spec}`: {info['n_layers']} layers × {info['d_mlp']} neurons; 
            "activation = input of the MLP's output projection (`blocks.L.mlp.hook_post`)")
 default_token = wb.default_token(" Paris")  # " Paris" where it is one token
 
-if "neuron" not in st.session_state:  # from ?neuron=L.N, else the top " Paris" promoter
-    first = call("neurons_for", default_token, k=1, by="raw").iloc[0]
+if "neuron" not in st.session_state:  # from ?neuron=L.N, else the neuron most specific to " Paris"
+    first = call("neurons_for", default_token, k=1, by="specificity").iloc[0]
     st.session_state.neuron = st.query_params.get("neuron", f"{int(first.layer)}.{int(first.neuron)}")
 
 # --- search by token -----------------------------------------------------------------
@@ -34,6 +34,10 @@ with st.expander("Search by token: which neurons promote it?", expanded=True):
                        "favours high-norm neurons and sees positive scores only.")
     try:
         table = call("neurons_for", token, k=10, by=by)
+        if len(table) and st.session_state.get("token_shown") != (token, by):  # a new search shows its first neuron
+            if "token_shown" in st.session_state:
+                st.session_state.neuron = f"{int(table.layer.iloc[0])}.{int(table.neuron.iloc[0])}"
+            st.session_state.token_shown = (token, by)
         cols = st.columns([2, 3])
         if by == "specificity":
             def own(r) -> str:
@@ -54,12 +58,42 @@ with st.expander("Search by token: which neurons promote it?", expanded=True):
     except Exception as exc:
         show_error(exc)
 
+# --- search explanations -----------------------------------------------------------------
+with st.expander("Search explanations: which neurons are about something?", expanded=False):
+    query = st.text_input("Words (every one must match a label, an LLM explanation or a token it fires on)",
+                          value="", key="explain_query", placeholder="France")
+    if query:
+        try:
+            found = call("search_explanations", query, k=20)
+            if not len(found):
+                st.info("No stored explanation matches (or none is stored: `interp explain` builds them).")
+            else:
+                st.caption("Labels are token statistics, not prose. i.i.d. corr: the explanation's correlation with "
+                           "the neuron on held-out tokens; flagged: it does not beat random explanations.")
+                st.markdown("\n".join(  # labels hold corpus text: in code spans, with their backticks replaced
+                    f"{i + 1}. {neuron_link(r.layer, r.neuron)} &nbsp; i.i.d. corr {r.iid_corr:.2f}"
+                    f"{' (flagged)' if r.flagged else ''} &nbsp; `{r.label.replace('`', 'ˋ')}`"
+                    for i, r in enumerate(found.itertuples())))
+                picked = st.selectbox("Open one", [f"{l}.{n}" for l, n in zip(found.layer, found.neuron)],
+                                      key="explain_pick")
+                if st.button("Open this neuron", key="open_from_explanation"):
+                    st.session_state.neuron = picked
+        except Exception as exc:
+            show_error(exc)
+
 # --- the neuron ------------------------------------------------------------------------
 nid = neuron_input("neuron")
 
 rows = call("neuron_decoding", str(nid))
 norms = call("neuron_norms", str(nid))
 st.subheader(f"Neuron {nid}")
+explained = call("explanation", str(nid))
+if explained:
+    iid = explained["scores"]["iid_corr"]
+    st.markdown(f"**What it does** (token statistics, not prose): `{explained['label'].replace('`', 'ˋ')}`")
+    st.caption(f"held-out i.i.d. correlation {iid['score']:.2f} (a random explanation: {iid['random']:.2f})"
+               + (" — flagged: it does not beat random explanations" if explained["flagged"] else "")
+               + "; the card shows every score and baseline")
 metric_cols = st.columns(len(norms["norms"]) + 1)
 for col, (side, value) in zip(metric_cols, norms["norms"].items()):
     col.metric(f"‖{side}‖", f"{value:.3f}", f"{value / norms['layer_median'][side] - 1:+.0%} vs layer median",
@@ -95,8 +129,8 @@ if asked:
                           title="Next-token probability", xaxis_title="probability")
         st.plotly_chart(fig, width="stretch", key="clamp_fig")
         if n_new:
-            st.markdown(f"**Before:** {prompt}*{preview['before']}*")
-            st.markdown(f"**Clamped:** {prompt}*{preview['after']}*")
+            continuation("Before", prompt, preview["before"])
+            continuation(f"Clamped to {value:g}", prompt, preview["after"])
     except Exception as exc:
         show_error(exc)
 

@@ -102,3 +102,25 @@ config_command("concept", "concept", _concept)
 config_command("atlas", "neuron_atlas", lambda r: typer.echo(
     f"atlas of {r.metrics['layers']} layers over {r.metrics['tokens']:,} tokens of {r.config.corpus}; "
     f"stored at {r.path}"), cached=True)
+
+
+def _explained(r) -> None:
+    m = r.metrics
+    typer.echo(f"explained {m['neurons']:,} neurons of {m['layers']} layers from token statistics (not prose); "
+               f"scored on {m['heldout_tokens']:,} held-out tokens and {m['heldout_examples']:,} held-out examples")
+    rows = [("tokens", m["tokens"])] + [(k, m[k]) for k in ("llm", "random_weights") if k in m]
+    for name, stats in rows:
+        shown = "; ".join(f"{metric} median {s['median']:.3f} (random expl. {s.get('median_random', float('nan')):.3f}"
+                          + (f", shuffled {s['median_shuffled']:.3f}" if "median_shuffled" in s else "")
+                          + (f", {s['share_above_random']:.0%} above random" if "share_above_random" in s else "")
+                          + ")" for metric, s in stats.items() if isinstance(s, dict))
+        typer.echo(f"  {name}: {shown}")
+    for metric, s in m.get("outputs", {}).items():
+        typer.echo(f"  {metric}: median {s['median']:.2f} (random expl. {s.get('median_random', float('nan')):.2f}) "
+                   f"over {s['n']} neurons")
+    if r.path:
+        typer.echo(f"saved {r.path}")
+
+
+config_command("explain", "neuron_explanations", _explained,
+               help="Explain every neuron (token statistics, or an LLM with --llm), scored on held-out data.")

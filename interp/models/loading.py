@@ -374,3 +374,19 @@ def files_hash(spec: str) -> str | None:
     for p in weights:
         h.update(f"{p.name}:{file_fingerprint(p)}".encode())
     return h.hexdigest()
+
+
+def random_weights(model: Model, seed: int = 0) -> Model:
+    """The same architecture as ``model`` (its config and tokenizer) with freshly initialised weights
+    (``seed``): the random-weights baseline of explanation scores."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        hf = AutoModelForCausalLM.from_config(copy.deepcopy(model.hf_model.config), torch_dtype=model.dtype)
+    hf = hf.to(model.device).eval().requires_grad_(False)
+    tokenizer = copy.deepcopy(model.tokenizer)
+    tokenizer.init_kwargs = dict(getattr(tokenizer, "_interp_init_kwargs", tokenizer.init_kwargs))
+    return Model.wrap(f"{model.spec}@random-{seed}", model.name, hf, tokenizer, source=f"random init (seed {seed})")

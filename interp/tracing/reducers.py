@@ -13,6 +13,13 @@ For every neuron of the chosen layers, over a stream of token batches:
   beyond +-2^12). Integer counts add exactly.
 - moments: count, sum and sum of squares (float32 within a batch, float64 across
   batches), and the count of positive values.
+- samples (``sample_seq_len > 0``): per neuron, per histogram bin and per split (``heldout``:
+  a fifth of the windows, chosen by a hash of the window index), one position drawn uniformly
+  from the bin's members among a quarter of all positions (those whose hashed key is 0 mod 4), with
+  its activation: a min-key reservoir. A position's key is a hash of the position, so the draw
+  is the same whatever the batch order or sharding, and merging keeps the smaller key (exact).
+  This is delphi's "examples across the activation range", streamed: the explanations read
+  the train split, the scores the held-out one.
 
 Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length. The state
 lives on the device it is built for (``device=``; the model's, in the atlas), so a GPU
@@ -74,6 +81,24 @@ def _wide(device: torch.device) -> torch.dtype:
 
 
 QUADRANTS = ("g+u+", "g+u-", "g-u+", "g-u-")  # a GLU neuron's gate and up signs (0 counts as -)
+SPLITS = ("train", "heldout")
+HELDOUT_SHARE = 5  # one window in five is held out
+SAMPLE_SHARE = 4  # one position in four can be drawn as a sample
+_EMPTY = torch.iinfo(torch.int64).max
+_LOW32 = 0xFFFFFFFF
+
+
+def mix(x: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
+    """A fixed integer hash (int64 arithmetic, wrapping): the same on every device and run."""
+    x = x.long() * 0x9E3779B1
+    x = x ^ (x >> 29)
+    x = x * 0x5851F42D4C957F2D
+    return x ^ (x >> 32)
+
+
+def heldout(windows: Int[Tensor, "..."]) -> Tensor:
+    """Whether each window is in the held-out split (a fixed fifth of windows, by hash)."""
+    return mix(windows.long() + 0x51ED) % HELDOUT_SHARE == 0
 
 
 class AtlasReducer:
@@ -81,9 +106,11 @@ class AtlasReducer:
     With ``quadrant_k > 0`` (GLU models) also, per gate/up sign quadrant, the number of positions
     and the ``quadrant_k`` largest |activation| (value, position): ``update_quadrants``."""
 
-    def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu", quadrant_k: int = 0):
+    def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu", quadrant_k: int = 0,
+                 sample_seq_len: int = 0):
         self.k = k
         self.quadrant_k = quadrant_k
+        self.sample_seq_len = sample_seq_len
         self.device = torch.device(device)
         shape, on = (n_layers, d_mlp), {"device": self.device}
         self.top_v = torch.full((*shape, k), -torch.inf, **on)
@@ -100,6 +127,10 @@ class AtlasReducer:
             self.quad_count = torch.zeros((*shape, 4), dtype=torch.int64, **on)
             self.quad_v = torch.full((*shape, 4, quadrant_k), -torch.inf, **on)  # |activation|
             self.quad_p = torch.full((*shape, 4, quadrant_k), -1, dtype=torch.long, **on)
+        if sample_seq_len:  # [layer, split, neuron, bin]: (key << 32 | position), and the activation there
+            self.samp = torch.full((n_layers, 2, d_mlp, N_BINS), _EMPTY, dtype=torch.long, **on)
+            self.sval = torch.full((n_layers, 2, d_mlp, N_BINS), torch.nan, **on)
+            self.seq_len = torch.tensor(sample_seq_len, dtype=torch.long)
         self._scratch: dict[str, Tensor] = {}  # reused between batches: fresh pages cost more than the work
 
     # A batch with more than this many candidates per neuron on average takes the dense merge
@@ -136,6 +167,8 @@ class AtlasReducer:
         offset = torch.arange(0, d_mlp * N_BINS, N_BINS, dtype=torch.int32, device=a.device)
         bins = hist_bins(a, offset, (self._buffer("key", a, torch.int32), self._buffer("bins", a, torch.int32)))
         self.hist[slot].view(-1).add_(torch.bincount(bins.view(-1), minlength=d_mlp * N_BINS).to(torch.int32))
+        if self.sample_seq_len:
+            self._sample(slot, a, bins, positions)
         self.sum[slot] += a.sum(0)
         self.sumsq[slot] += torch.mul(a, a, out=self._buffer("square", a, a.dtype)).sum(0)
         self.positive[slot] += torch.gt(a, 0, out=self._buffer("mask", a, torch.bool)).sum(0, dtype=torch.int32)
@@ -157,6 +190,33 @@ class AtlasReducer:
             merged_v = torch.cat([self.quad_v[slot, :, q], top.values.T], 1)
             merged_p = torch.cat([self.quad_p[slot, :, q], cand_p.T], 1)
             self.quad_v[slot, :, q], self.quad_p[slot, :, q] = _stable_topk(merged_v, merged_p, self.quadrant_k, True)
+
+    def _sample(self, slot: int, a: Tensor, bins: Tensor, positions: Tensor) -> None:
+        """Fold the drawable positions (a quarter, by key) into the per-bin reservoirs: each
+        (split, neuron, bin) keeps the position with the smallest key, and its activation."""
+        key = mix(positions) & 0x7FFFFFFF
+        pick = (key % SAMPLE_SHARE == 0).nonzero().squeeze(1)
+        if not len(pick):
+            return
+        d = a.shape[1]
+        pos = positions.index_select(0, pick)
+        combined = ((key.index_select(0, pick) // SAMPLE_SHARE) << 32) | pos
+        split = heldout(pos // self.sample_seq_len).long() * (d * N_BINS)
+        index = bins.index_select(0, pick).long().add_(split[:, None])
+        flat = self.samp[slot].view(-1)
+        before = flat.clone()
+        flat.scatter_reduce_(0, index.view(-1), combined[:, None].expand(-1, d).reshape(-1), "amin")
+        changed = (flat != before).nonzero().squeeze(1)
+        if len(changed):
+            tok = torch.searchsorted(positions, flat.index_select(0, changed) & _LOW32)
+            neuron = (changed % (d * N_BINS)) // N_BINS
+            self.sval[slot].view(-1)[changed] = a[tok, neuron]
+
+    def samples(self) -> dict[str, Tensor]:
+        """The drawn samples: ``position`` (-1 where a bin drew none) and ``activation``, each
+        ``[layer, split, neuron, bin]``."""
+        empty = self.samp == _EMPTY
+        return {"position": torch.where(empty, -1, self.samp & _LOW32), "activation": self.sval}
 
     def _buffer(self, name: str, like: Tensor, dtype: torch.dtype) -> Tensor:
         """A scratch tensor of ``like``'s shape, kept for the next batch of the same shape."""
@@ -253,6 +313,10 @@ class AtlasReducer:
         self.sumsq += other.sumsq.to(self.sum.dtype)
         self.positive += other.positive
         self.count += other.count
+        if self.sample_seq_len:
+            take = other.samp < self.samp
+            self.samp.copy_(torch.where(take, other.samp, self.samp))
+            self.sval.copy_(torch.where(take, other.sval, self.sval))
         if self.quadrant_k:
             self.quad_count += other.quad_count
             v, p = _stable_topk(torch.cat([self.quad_v, other.quad_v], -1), torch.cat([self.quad_p, other.quad_p], -1),
@@ -261,10 +325,12 @@ class AtlasReducer:
 
     FIELDS = ("top_v", "top_p", "bot_v", "bot_p", "hist", "sum", "sumsq", "positive", "count")
     QUADRANT_FIELDS = ("quad_count", "quad_v", "quad_p")
+    SAMPLE_FIELDS = ("samp", "sval", "seq_len")
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return self.FIELDS + (self.QUADRANT_FIELDS if self.quadrant_k else ())
+        return (self.FIELDS + (self.QUADRANT_FIELDS if self.quadrant_k else ())
+                + (self.SAMPLE_FIELDS if self.sample_seq_len else ()))
 
     def state(self) -> dict[str, Tensor]:
         """The state on the host (for checkpoints, Ray and the Result); float64 sums."""
@@ -275,9 +341,11 @@ class AtlasReducer:
     @classmethod
     def from_state(cls, state: dict[str, Tensor], device: torch.device | str = "cpu") -> "AtlasReducer":
         n_layers, d_mlp, k = state["top_v"].shape
-        reducer = cls(n_layers, d_mlp, k, device, quadrant_k=state["quad_v"].shape[-1] if "quad_v" in state else 0)
+        reducer = cls(n_layers, d_mlp, k, device, quadrant_k=state["quad_v"].shape[-1] if "quad_v" in state else 0,
+                      sample_seq_len=int(state["seq_len"]) if "seq_len" in state else 0)
         for name in reducer.fields:
-            setattr(reducer, name, state[name].to(reducer.device, getattr(reducer, name).dtype, copy=True))
+            on = "cpu" if name == "seq_len" else reducer.device
+            setattr(reducer, name, state[name].to(on, getattr(reducer, name).dtype, copy=True))
         return reducer
 
     def to(self, device: torch.device | str) -> "AtlasReducer":

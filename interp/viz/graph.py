@@ -73,8 +73,8 @@ def graph_figure(result, min_weight: float = 0.0, labels: dict | None = None, ot
         if not len(sel):
             continue
         size = 6 + 24 * np.sqrt(sel.influence.fillna(0).clip(lower=0) / top)
-        text = [labels.get((int(r.layer), int(r.neuron)), f"{r.layer}.{r.neuron}") if r.node in named else ""
-                for r in sel.itertuples()]
+        text = [labels.get((int(r.layer), int(r.neuron)), f"{r.layer}.{r.neuron}").split(" — ")[0]
+                if r.node in named else "" for r in sel.itertuples()]  # the explanation is in the hover
         hover = [html.escape(f"{r.node}  token {r.token!r}  act {r.activation:+.3g}  influence {r.influence:.3g}"
                              + (f"  {labels[(int(r.layer), int(r.neuron))]}" if (int(r.layer), int(r.neuron))
                                 in labels else "")) for r in sel.itertuples()]

@@ -101,6 +101,15 @@ def browser_page(url: str, path: str, shot: str):
             browser.close()
 
 
+def _search(page, label: str, text: str, shown: str) -> None:
+    """Type ``text`` into the box labelled ``label``, press Enter, and wait until ``shown`` is on the page."""
+    box = page.get_by_label(label)
+    box.fill(text)
+    box.press("Enter")
+    page.get_by_text(shown).wait_for(timeout=120_000)
+    page.wait_for_timeout(1500)
+
+
 def test_neuron_explorer_token_search(dashboard):
     """' London' lists first a neuron whose own top-10 promoted tokens hold ' London' (the raw ranking
     listed 29.645, a high-norm neuron whose own list does not)."""
@@ -109,17 +118,31 @@ def test_neuron_explorer_token_search(dashboard):
     url, decoding, _ = dashboard
     with browser_page(url, "neuron_explorer", "neuron_explorer.png") as page:
         page.get_by_text("Search by token").wait_for(timeout=240_000)
-        box = page.get_by_label("Token (mind the leading space)")
-        box.fill(" London")
-        box.press("Enter")
-        page.get_by_text("Neurons most specific to ' London'").wait_for(timeout=120_000)
-        page.wait_for_timeout(1500)
+        _search(page, "Token (mind the leading space)", " London", "Neurons most specific to ' London'")
         first = page.locator("ol li").first.inner_text()
     layer, index = first.split(" ")[0].split(".")
     rows = neuron_tokens(decoding, int(layer), int(index))
     own = rows[rows.side.isin(["out+", "out-"]) & (rows["rank"] < 10)].token.astype(str).tolist()
     assert " London" in own, f"the first neuron listed, {layer}.{index}, does not promote ' London' in its top 10"
     assert "in its own list" in first
+
+
+def test_the_explorer_searches_explanations(dashboard):
+    """'france' lists the neurons whose committed explanation spells it, the first one the search ranks first."""
+    from interp.analyses.neurons.read import search_explanations
+    from interp.models import load_model
+    from interp.storage import load_result
+
+    url, _, store = dashboard
+    committed = load_result(next((store / "neuron_explanations").glob("*smollm2-135m*")))
+    want = search_explanations(committed, "france", load_model("smollm2-135m").vocab)
+    assert len(want)
+    with browser_page(url, "neuron_explorer", "explorer_explanations.png") as page:
+        page.get_by_text("Search explanations").click(timeout=240_000)
+        _search(page, "Words (every one must match a label, an LLM explanation or a token it fires on)", "france",
+                "Labels are token statistics, not prose")
+        text = page.inner_text("body")
+    assert f"{want.layer[0]}.{want.neuron[0]}" in text and "i.i.d. corr" in text
 
 
 def test_neuron_card_opens_from_its_url(dashboard):
@@ -139,7 +162,8 @@ def test_neuron_card_opens_from_its_url(dashboard):
         page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
-    for heading in ("Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall", "Causal tracing",
+    for heading in ("Identity", "What it does (explanation)", "Decoding (LM head)", "Activations", "Patching",
+                    "Factual recall", "Causal tracing",
                     "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share", "In stored graphs"):
         assert heading in text, heading
     assert repr(str(top_token)) in text and "29 · 236" in text and "Traceback" not in text
@@ -183,3 +207,28 @@ def test_a_long_job_shows_progress_and_cancels(dashboard):
         page.get_by_text("was cancelled; no Result was stored").wait_for(timeout=120_000)
     after = sorted(p.name for p in runs.glob("[!.]*"))
     assert after == before  # nothing half-written, no Result stored (a checkpoint may be, to resume from)
+
+
+PAGES = ("", "neuron_explorer", "neuron?model=smollm2-135m&neuron=29.236", "lm_head_decoding", "neuron_atlas",
+         "patching", "circuit", "factual_recall", "causal_tracing", "bigram_subnetwork")
+
+
+def test_no_page_calls_out(dashboard):
+    """Every page, recorded request by request: nothing leaves localhost (no favicon, font or telemetry host)."""
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = dashboard
+    outside = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).scheme not in ("data", "blob")
+                and urlparse(r.url).hostname not in ("127.0.0.1", "localhost") else None)
+        for path in PAGES:
+            page.goto(f"{url}/{path}", timeout=120_000)
+            page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=240_000)
+            page.wait_for_timeout(1500)
+        browser.close()
+    assert outside == [], sorted(set(outside))

@@ -11,6 +11,14 @@ quantiles, the mean, the variance, the fraction of positive activations and the 
 of positions with |activation| at least a tenth of the neuron's peak; ``density``)
 (``interp.tracing.reducers``). Memory is fixed, whatever the corpus length.
 
+Samples and splits (version 4): every window is in the train or the held-out split (a fixed fifth held
+out, by a hash of its index), and each neuron keeps, per split and per histogram bin, one example drawn
+uniformly from the bin (``AtlasReducer``'s reservoir, in the same streamed pass): examples across the
+whole activation range, delphi's protocol streamed. The Result keeps those at or beyond a tenth of the
+neuron's peak |activation| and ``NON_ACTIVATING_K`` below it, per split (``which="sample"``, ``rank``:
+the bin), and every example row says its ``split``. ``interp explain`` builds explanations from the train
+split and scores them on the held-out one.
+
 Contexts: a top activation is stored as (window, position) into the stored corpus
 tokens; ``contexts`` re-runs those windows to give the per-token activations around
 it (one forward over at most k windows), which keeps an atlas of SmolLM2 to a few MB.
@@ -48,7 +56,7 @@ from interp.scale import preflight
 from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
 from interp.tracing import record
-from interp.tracing.reducers import HIST_EDGES, N_BINS, QUADRANTS, AtlasReducer
+from interp.tracing.reducers import HIST_EDGES, N_BINS, QUADRANTS, SPLITS, AtlasReducer, heldout
 from interp.tracing.stream import stream_batches
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
@@ -63,7 +71,8 @@ def _quadrant_k(model) -> int:
 
 @dataclass(frozen=True)
 class AtlasConfig(Config):
-    VERSION = 3  # 2: density; BOS windows. 3: GLU gate/up quadrants; stored context activations
+    VERSION = 4  # 2: density; BOS windows. 3: GLU gate/up quadrants; stored context activations.
+    # 4: examples sampled across the activation range, and a train / held-out split of windows
     corpus: str = option("stdlib-docs",
                          "a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +", flags=("-c",))
     n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"), min=1)
@@ -102,7 +111,8 @@ def _resume(model, config, layers, n_batches) -> tuple[Entry, AtlasReducer, set[
     write the same format, so either resumes the other)."""
     ckpt = _checkpoint(model, config)
     resumed = ckpt.read(_read_checkpoint) if config.checkpoint_every else None
-    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k, quadrant_k=_quadrant_k(model)), set())
+    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k, quadrant_k=_quadrant_k(model),
+                                             sample_seq_len=config.seq_len), set())
     if done:
         tqdm.write(f"resuming the atlas from a checkpoint: {len(done)} of {n_batches} batches done", file=sys.stderr)
     return ckpt, reducer.to(model.device), done  # reducers run where the activations are; host copies at checkpoints
@@ -123,7 +133,8 @@ def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
 
 def _atlas_chunk(model, batch_ids: list[int], tokens, layers, batch_size: int, k: int) -> dict:
     """One actor's share: a chunk of batches into a fresh reducer, returned on the host."""
-    reducer = AtlasReducer(len(layers), model.d_mlp, k, model.device, quadrant_k=_quadrant_k(model))
+    reducer = AtlasReducer(len(layers), model.d_mlp, k, model.device, quadrant_k=_quadrant_k(model),
+                           sample_seq_len=tokens.shape[1])
     stream_batches(model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard", disable=True)
     return reducer.state()
 
@@ -156,7 +167,7 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
     n_windows = -(-config.n_tokens // config.seq_len)  # at most: a shorter corpus gives fewer
     n_batches = -(-n_windows // config.batch_size)
     B, T, L = min(config.batch_size, n_windows), config.seq_len, len(layers)
-    state = L * model.d_mlp * (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8)
+    state = L * model.d_mlp * (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8 + 2 * N_BINS * (8 + 4))
     est = preflight.Estimate(
         # the stored contexts take a second pass over the windows that hold an example: at most every batch again
         "neuron_atlas", str(model.device), forwards=2 * n_batches, units=n_batches,
@@ -171,7 +182,8 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
                          "(plus the actors' start-up), and each actor holds its own model")
     if calibrate:
         tokens = torch.randint(model.d_vocab, (B, T), generator=torch.Generator().manual_seed(0))
-        reducer = AtlasReducer(L, model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model))
+        reducer = AtlasReducer(L, model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
+                               sample_seq_len=config.seq_len)
         seconds, est.measured_peak = preflight.time_once(
             model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True))
         est.seconds = seconds * 2 * n_batches
@@ -193,6 +205,18 @@ def run(model, config: AtlasConfig) -> Result:
     if config.checkpoint_every:
         _checkpoint(model, config).clear()
     return result
+
+
+def atlas_of_tokens(model, tokens: torch.Tensor, config: AtlasConfig) -> Result:
+    """An atlas of ``model`` over exactly these ``[windows, seq_len]`` tokens, in process, not checkpointed or
+    stored: the random-weights baseline reads the very windows the trained model's atlas read (re-reading
+    the corpus would sample a ``sampled:`` corpus from the random model instead)."""
+    layers = model.check_layers(config.layers)
+    reducer = AtlasReducer(len(layers), model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
+                           sample_seq_len=tokens.shape[1])
+    stream_batches(model, tokens, layers, config.batch_size, range(-(-len(tokens) // config.batch_size)), reducer,
+                   desc="atlas (same windows)")
+    return _result(model, config, layers, tokens, reducer)
 
 
 def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
@@ -231,8 +255,12 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
             "pos": (p % T).numpy().astype(np.int32),
             "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32),
         }))
+    if reducer.sample_seq_len:
+        parts.append(_sample_rows(reducer, layers, flat_tokens, T, neurons))
     examples = pd.concat(parts, ignore_index=True)
     examples["which"] = examples.which.astype("category")
+    examples["split"] = pd.Categorical.from_codes(
+        heldout(torch.tensor(examples.window.to_numpy())).numpy().astype(np.int8), SPLITS)
     index, context_acts = context_activations(model, tokens, examples, config.batch_size)
     examples["context"] = index
     if reducer.quadrant_k:  # the quadrant examples were kept by |activation|: store the signed value
@@ -252,6 +280,34 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
         notes=[f"corpus {config.corpus!r}" + (" includes text sampled from the model itself, a proxy for its "
                                               "training distribution" if "sampled:" in config.corpus else "")],
     )
+
+
+NON_ACTIVATING_K = 8  # non-activating samples kept per neuron and split
+
+
+def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd.DataFrame) -> pd.DataFrame:
+    """The reservoir samples as example rows (``which="sample"``, ``rank``: the histogram bin): every
+    sample at or beyond ``DENSITY_FRACTION`` of the neuron's peak |activation| (its activating range, both
+    signs), and the ``NON_ACTIVATING_K`` drawn first (smallest key: uniform over the positions below it)
+    of the rest, per split."""
+    drawn = reducer.samples()
+    pos, act = drawn["position"], drawn["activation"]  # [L, split, d, bins]
+    L, _, d, n_bins = pos.shape
+    peak = torch.tensor(np.maximum(neurons["max"].abs(), neurons["min"].abs()).to_numpy()).float().view(L, 1, d, 1)
+    present = pos >= 0
+    active = present & (act.abs() >= DENSITY_FRACTION * peak)
+    key = torch.where(present & ~active, reducer.samp.cpu() >> 32, torch.iinfo(torch.int64).max)
+    k = min(NON_ACTIVATING_K, n_bins)
+    first = key.topk(k, dim=-1, largest=False)
+    quiet = torch.zeros_like(present)
+    quiet.scatter_(-1, first.indices, first.values < torch.iinfo(torch.int64).max)
+    layer_i, _split, neuron_i, bin_i = (active | quiet).nonzero(as_tuple=True)
+    p = pos[layer_i, _split, neuron_i, bin_i]
+    return pd.DataFrame({
+        "layer": np.asarray(layers, dtype=np.int32)[layer_i.numpy()], "neuron": neuron_i.numpy().astype(np.int32),
+        "which": "sample", "rank": bin_i.numpy().astype(np.int32),
+        "activation": act[layer_i, _split, neuron_i, bin_i].numpy(), "window": (p // T).numpy().astype(np.int32),
+        "pos": (p % T).numpy().astype(np.int32), "token_id": flat_tokens[p].numpy().astype(np.int32)})
 
 
 @torch.no_grad()

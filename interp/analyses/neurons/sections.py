@@ -14,6 +14,7 @@ from interp.analyses.neurons.read import (
     contexts,
     has_examples,
     histogram,
+    neuron_explanation,
     neuron_tokens,
     typical_activation,
 )
@@ -254,3 +255,63 @@ def _clamp_html(section: Section, nid) -> str:
 @clamp_section.text
 def _clamp_text(d: dict) -> str:
     return f"dose-response for {d['target']!r} over {len(d['sweep'])} values"
+
+
+# --- explanation ---------------------------------------------------------------------------------------
+
+SCORE_NAMES = {"iid_corr": "i.i.d. correlation", "auprc": "AUPRC", "top_random_corr": "top-and-random corr.",
+               "detection_auroc": "detection AUROC"}
+
+
+@card_section("explanation", "What it does (explanation)", order=5)
+def explanation_section(ctx: CardContext) -> Section:
+    """The newest stored explanation of the neuron: its token-statistics label (and an LLM's, if one was
+    asked), each held-out score beside its baselines, and whether it beats random explanations."""
+    nid = ctx.neuron
+    section = Section("explanation", "What it does (explanation)", missing=f"`interp explain{ctx.spec_flag}`")
+    result = ctx.store.newest("neuron_explanations", lambda c: not c.get("layers") or nid.layer in c["layers"])
+    found = neuron_explanation(result, nid.layer, nid.index) if result is not None else None
+    if found is None:
+        return section
+    section.data, section.sources = found, [str(result.path)]
+    return section
+
+
+@explanation_section.html
+def _explanation_html(section: Section, nid) -> str:
+    d = section.data
+    rows = "".join(
+        f"<tr><td>{esc(SCORE_NAMES.get(m, m))}</td><td><b>{_num(s['score'])}</b></td><td>{_num(s.get('random'))}</td>"
+        f"<td>{_num(s.get('shuffled'))}</td><td>{_num(s.get('random_weights_median'))}</td></tr>"
+        for m, s in d["scores"].items())
+    flag = ("<p class='note' style='color:#b45309'><b>Flagged:</b> its i.i.d. correlation does not beat random "
+            "explanations (95th percentile); treat the label as unproven.</p>" if d["flagged"] else "")
+    llm = "".join(f"<p><b>{esc(e['explainer'])}</b>: “{esc(e['explanation'])}” (i.i.d. corr. {_num(e['iid_corr'])}, "
+                  f"random {_num(e.get('iid_corr_random'))})</p>" for e in d.get("llm", []))
+    return (f"<p style='font-size:1.05em'>{esc(d['label'])}</p>"
+            f"<p class='note'>{esc(d['note'])}</p>{flag}"
+            "<table class='scores'><tr><th>held-out score</th><th>this explanation</th><th>random explanation</th>"
+            f"<th>shuffled tokens</th><th>random weights (median)</th></tr>{rows}</table>{llm}")
+
+
+def _num(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
+
+
+@explanation_section.text
+def _explanation_text(d: dict) -> str:
+    s = d["scores"].get("iid_corr", {})
+    return (f"{d['label']}  [i.i.d. corr {_num(s.get('score'))} vs random {_num(s.get('random'))}"
+            f"{'; flagged' if d['flagged'] else ''}]")
+
+
+@explanation_section.export
+def _explanation_export(d: dict) -> dict:
+    """Neuronpedia's explanation fields: one explanation per explainer, its scores by type name."""
+    out = [{"description": d["label"], "typeName": "token statistics",
+            "explanationModelName": "interp token statistics",
+            "scores": [{"explanationScoreTypeName": m, "value": s["score"]} for m, s in d["scores"].items()
+                       if s["score"] is not None and math.isfinite(s["score"])]}]
+    out += [{"description": e["explanation"], "typeName": "llm", "explanationModelName": e["explainer"],
+             "scores": [{"explanationScoreTypeName": "iid_corr", "value": e["iid_corr"]}]} for e in d.get("llm", [])]
+    return {"explanations": out}

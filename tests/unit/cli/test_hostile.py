@@ -156,6 +156,10 @@ CASES = [
     (["bigram", "-m", "tiny-llama", "--lam", "0"], "lam (--lam) must be more than 0, got 0"),
     (["bigram", "-m", "tiny-llama", "--t-mult", "0.5"], "t_mult (--t-mult) must be at least 1, got 0.5"),
     # neuron graphs
+    (["explain", "-m", "tiny-llama", "--layers", "9"], "layer 9 is out of range"),
+    (["explain", "-m", "tiny-llama", "--llm", "nope"], "--llm 'nope' is not an endpoint"),
+    (["explain", "-m", "tiny-llama", "--top-tokens", "0"], "top_tokens (--top-tokens) must be at least 1, got 0"),
+    (["explain", "-m", "tiny-llama"], "no neuron atlas of tiny-llama to explain from"),
     (["graph", "-m", "tiny-llama", "--prompt", "x" * 200], "longer than tiny-llama's context of 128"),
     (["graph", "-m", "tiny-llama", "--target", " Mary"], "' Mary' is not a single token for tiny-llama"),
     (["graph", "-m", "tiny-llama", "--target", "a", "--wrong", "a"], "--wrong 'a' is the target token itself"),

@@ -45,6 +45,22 @@ def graph_row(meta: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+EXPLANATION_SCORES = {"iid_corr": "i.i.d. correlation", "auprc": "AUPRC",
+                      "top_random_corr": "top-and-random correlation", "detection_auroc": "detection AUROC"}
+
+
+def explanation_rows(meta: dict) -> dict[str, str]:
+    """A committed explanation run's rows of the README's score table (token statistics and its baselines)."""
+    m = meta["metrics"]
+    rows = {}
+    for key, label in EXPLANATION_SCORES.items():
+        t, r = m["tokens"][key], m["random_weights"][key]
+        cells = [label, _n(t["median"]), _n(t["median_random"]), _n(t["median_shuffled"]), _n(r["median"]),
+                 f"{t['share_above_random']:.0%} (random weights: {r['share_above_random']:.0%})"]
+        rows[key] = "| " + " | ".join(cells) + " |"
+    return rows
+
+
 def _meta(run: Path) -> dict:
     return json.loads((run / "result.json").read_text())
 
@@ -72,6 +88,9 @@ def expected_figures(results: Path) -> dict[str, str]:
             out[f"surprisal {run.name} {part}"] = f"{_n(m[part]['pearson_dropped'])} · {_n(m[part]['pearson_max'])}"
     for run in sorted((results / "neuron_graph").glob("[!.]*")):
         out[f"neuron graph {run.name}"] = graph_row(_meta(run))
+    for run in sorted((results / "neuron_explanations").glob("[!.]*smollm2*")):
+        for key, row in explanation_rows(_meta(run)).items():
+            out[f"explanations {run.name} {key}"] = row
     # the patching table: the committed 16-pair SmolLM2 runs, each cheap method against activation patching
     runs = {}
     for run in sorted((results / "patching").glob("[!.]*")):

@@ -96,3 +96,44 @@ def test_interleaved_shards_merge_to_the_brute_force_pass():
     for largest, vals, poss in ((True, merged.top_v, merged.top_p), (False, merged.bot_v, merged.bot_p)):
         want_v, want_p = _brute(data, positions, k, largest)
         assert torch.equal(vals[0], want_v) and torch.equal(poss[0], want_p)
+
+
+def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly():
+    """The per-bin reservoir against a brute-force loop (each (split, neuron, bin) keeps the drawable
+    position with the smallest key), and shards merged in any order equal one pass, values included."""
+    from interp.tracing.reducers import SAMPLE_SHARE, hist_bins, mix
+    from interp.tracing.reducers import heldout as is_heldout
+
+    torch.manual_seed(2)
+    d, T, n = 8, 16, 640
+    data = torch.randn(n, d) * torch.logspace(-2, 1, n)[:, None]
+    positions = torch.arange(n)
+    one = AtlasReducer(1, d, 2, sample_seq_len=T)
+    shards = [AtlasReducer(1, d, 2, sample_seq_len=T) for _ in range(2)]
+    for b in range(n // 64):
+        rows = slice(b * 64, (b + 1) * 64)
+        one.update(0, data[rows], positions[rows])
+        shards[b % 2].update(0, data[rows], positions[rows])
+    merged = AtlasReducer(1, d, 2, sample_seq_len=T)
+    for shard in reversed(shards):
+        merged.merge(shard)
+    assert torch.equal(merged.samp, one.samp) and torch.equal(merged.sval.nan_to_num(-9), one.sval.nan_to_num(-9))
+    key = mix(positions) & 0x7FFFFFFF
+    bins = hist_bins(data)
+    split = is_heldout(positions // T).long()
+    want = {}
+    for p in range(n):
+        if key[p] % SAMPLE_SHARE:
+            continue
+        for j in range(d):
+            slot = (int(split[p]), j, int(bins[p, j]))
+            if slot not in want or key[p] < key[want[slot]]:
+                want[slot] = p
+    drawn = one.samples()
+    got = {(s, j, b): int(drawn["position"][0, s, j, b]) for s, j, b in zip(*(drawn["position"][0] >= 0).nonzero(
+        as_tuple=True))}
+    got = {(int(s), int(j), int(b)): p for (s, j, b), p in got.items()}
+    assert got == want
+    for (s, j, b), p in want.items():
+        assert drawn["activation"][0, s, j, b] == data[p, j]
+    assert len({s for s, _, _ in want}) == 2  # both splits drew
