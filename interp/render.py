@@ -7,6 +7,7 @@ here, so a section that builds its HTML from these helpers cannot inject markup.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -116,3 +117,18 @@ def scale_of(contexts: list[dict]) -> float:
 def contexts_html(ctxs: list[dict]) -> str:
     scale = scale_of(ctxs)
     return "".join(context_html(c, scale) for c in ctxs)
+
+
+_SVG = re.compile(r"<svg\b(.*?)>(.*?)</svg>", re.S)
+
+
+def svgs_as_images(html_text: str) -> str:
+    """Each inline ``<svg>`` as an ``<img>`` with the SVG in a data URI: pages that sanitise their HTML (Streamlit's
+    ``st.html`` drops inline SVG) still draw the figure; its bars' hover titles are lost there (not in exports)."""
+    def image(m: re.Match) -> str:
+        attrs = m.group(1) if "xmlns" in m.group(1) else f' xmlns="http://www.w3.org/2000/svg"{m.group(1)}'
+        data = base64.b64encode(f"<svg{attrs}>{m.group(2)}</svg>".encode()).decode()
+        title = re.search(r"<text[^>]*>(.*?)</text>", m.group(2), re.S)
+        alt = title.group(1) if title else "figure"
+        return f'<img class="figure" alt="{alt}" src="data:image/svg+xml;base64,{data}">'
+    return _SVG.sub(image, html_text)

@@ -94,13 +94,14 @@ if go_dose:
                 values = tuple(float(v) for v in values_text.split(","))
             except ValueError:
                 raise ValueError(f"clamp values must be numbers, got {values_text!r}") from None
-        table = call("dose_response", str(nid), target, values)
-        st.plotly_chart(dose_response_figure(table, target), width="stretch", key="dose_fig")
-        st.session_state[f"dose-{nid}"] = (table, target)
+        st.session_state[f"dose-{nid}"] = (call("dose_response", str(nid), target, values), target)
     except ValueError as exc:
         st.error(str(exc))
     except Exception as exc:
         show_error(exc)
+if f"dose-{nid}" in st.session_state:  # drawn on every rerun until another dose-response replaces it
+    table, dose_target = st.session_state[f"dose-{nid}"]
+    st.plotly_chart(dose_response_figure(table, dose_target), width="stretch", key="dose_fig")
 asked = clamp_form("generate", "Generate with the clamp held")
 if asked:
     prompt, value, n_new = asked

@@ -41,7 +41,9 @@ key = st.selectbox("Dataset and metric", list(groups), format_func=lambda k: ", 
 comparison = call("patching_comparison", key)
 results = {m: wb.result(p) for m, p in comparison["paths"].items()}
 methods = comparison["methods"]
-st.caption(" · ".join(f"**{m}**: {results[m].metrics['seconds']:.1f} s ({results[m].run_id})" for m in methods))
+st.caption("Runs shown (the most complete comparable group first; a Verify is its own group): "
+           + " · ".join(f"**{m}**: run `{results[m].run_id}`, n={results[m].metrics.get('n_pairs', '?')} pairs, "
+                        f"{results[m].metrics['seconds']:.1f} s" for m in methods))
 
 present = [c for c in TITLES if any(c in set(r.table("scores").component) for r in results.values())]
 component = st.radio("Component", present, format_func=TITLES.get, horizontal=True)

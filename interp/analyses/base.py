@@ -126,6 +126,9 @@ def _preflight(name: str, model, config: Config) -> Estimate | None:
     return est
 
 
+TOOK_FROM_S = 5.0  # runs at least this long print a "took" line (and the preflight estimate, where there was one)
+
+
 def run(name: str, model, config: Config | None = None, save: bool = True, **options) -> Result:
     """Run analysis ``name`` on ``model`` with a config (or options for its fields)."""
     analysis = get_analysis(name)
@@ -135,9 +138,10 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     est = _preflight(name, model, config)
     started = time.perf_counter()
     result = analysis.run(model, config)
-    if est is not None:
-        tqdm.write(f"{name} took {duration(time.perf_counter() - started)} (preflight estimate "
-                   f"{duration(est.seconds)})", file=sys.stderr)
+    took = time.perf_counter() - started
+    if est is not None or took >= TOOK_FROM_S:  # a job worth waiting for says how long it took
+        tqdm.write(f"{name} took {duration(took)}" + (f" (preflight estimate {duration(est.seconds)})"
+                                                       if est is not None else ""), file=sys.stderr)
     bad = non_finite_outputs(result)
     if bad:
         raise InterpError(f"{name} produced non-finite results ({', '.join(bad[:5])}): nothing was stored. The "

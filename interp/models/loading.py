@@ -236,9 +236,14 @@ def _load_hf(spec: str, trust_remote_code: bool, device_map: str | None = None, 
     """A local directory, or a hub id: read from the local Hugging Face cache first, then from the
     hub (huggingface_hub's own offline handling: ``HF_HUB_OFFLINE=1`` never touches the network)."""
     local = Path(spec).expanduser()
-    looks_like_path = spec.startswith((".", "/", "~")) or local.exists()
+    # a hub id is org/name: more slashes (runs/unlearning/edits/<run>) can only be a path
+    looks_like_path = spec.startswith((".", "/", "~")) or local.exists() or spec.count("/") > 1
     if looks_like_path and not local.exists():
-        raise InterpError(f"model directory {spec!r} does not exist")
+        edit = "unlearning/edits" in spec.replace("\\", "/")
+        raise InterpError(f"model directory {spec!r} does not exist" + (
+            ": the edited weights of an unlearning run are written where it runs and are not committed with its "
+            "Result; rebuild them with `interp unlearn` (the same options), or `interp runs -a unlearning` lists "
+            "the edits on this machine" if edit else ""))
     if looks_like_path and not local.is_dir():
         raise InterpError(f"{spec!r} is a file, not a model directory: give a directory with config.json, "
                           "safetensors weights and tokenizer files, or a .gguf file")

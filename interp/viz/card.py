@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from interp.render import STYLE
+from interp.render import STYLE, svgs_as_images
 from interp.storage.cache import atomic_write
 
 __all__ = ["STYLE", "card_html", "dose_response_figure", "export_html", "section_body", "verify_scatter"]
@@ -47,8 +47,9 @@ def verify_scatter(verify: dict) -> go.Figure:
 
 
 def section_body(card, key: str) -> str:
-    """One section's content as HTML (no heading), or the command that fills it."""
-    return card.html(key)
+    """One section's content as HTML (no heading), or the command that fills it, for a live page: its SVG
+    figures as images (``st.html`` sanitises inline SVG away)."""
+    return svgs_as_images(card.html(key))
 
 
 def card_html(card, clamp: pd.DataFrame | None = None, clamp_target: str | None = None) -> str:

@@ -162,6 +162,9 @@ def test_neuron_card_opens_from_its_url(dashboard):
         page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
+        figures = page.locator('img[src^="data:image/svg+xml"]').evaluate_all("els => els.map(e => e.alt)")
+    # the live card draws the activation histogram and the gate/up quadrant shares (inline SVG is sanitised away)
+    assert any("histogram" in f for f in figures) and any("gate/up" in f for f in figures), figures
     for heading in ("Identity", "What it does (explanation)", "Decoding (LM head)", "Activations", "Patching",
                     "Factual recall", "Causal tracing",
                     "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share", "In stored graphs"):

@@ -76,7 +76,7 @@ def test_explorer_clamp_box(app):
     app.text_input(key="clamp-prompt").set_value("hello")
     next(b for b in app.button if b.label == "Run").click().run()
     assert not app.error and not app.exception
-    assert any("Clamped" in m.value for m in app.markdown)
+    assert any("Clamped" in h.proto.body for h in app.get("html"))  # escaped HTML, never markdown
 
 
 def test_explorer_shows_the_atlas(app, monkeypatch):
@@ -170,7 +170,8 @@ def test_causal_tracing_page(app, tmp_path):
                corpus_tokens=256, seq_len=32)
     app.switch_page("views/causal_tracing.py").run()
     assert not app.exception and not app.error
-    assert any("original" in m.value for m in app.markdown) and any("constrained" in m.value for m in app.markdown)
+    bodies = [h.proto.body for h in app.get("html")]  # escaped HTML, never markdown
+    assert any("original" in b for b in bodies) and any("constrained" in b for b in bodies)
 
 
 def test_bigram_page(app):
@@ -206,8 +207,9 @@ def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
     page.text_input(key="card_neuron").set_value("1.7").run()
     assert not page.exception, [e.value for e in page.exception]
     headers = [h.value for h in page.header]
-    assert headers[:10] == ["Identity", "Decoding (LM head)", "Activations", "Patching", "Factual recall",
-                            "Causal tracing", "In stored graphs", "Unlearning edits", "Bigram subnetwork", "Clamp"]
+    assert headers[:11] == ["Identity", "What it does (explanation)", "Decoding (LM head)", "Activations",
+                            "Patching", "Factual recall", "Causal tracing", "In stored graphs", "Unlearning edits",
+                            "Bigram subnetwork", "Clamp"]
     bodies = [h.proto.body for h in page.get("html")]
     assert any("Not computed yet" in b and "interp atlas -m tiny-llama" in b for b in bodies)  # no atlas stored
     page.text_input(key="card_neuron").set_value("1.99999").run()

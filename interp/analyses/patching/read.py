@@ -35,9 +35,14 @@ def _config(config) -> dict:
 
 
 def run_key(config) -> str:
-    """The group key of a patching run's config (a Config or its dict): runs with the same key are comparable."""
+    """The group key of a patching run's config (a Config or its dict): runs with the same key are comparable.
+    A run over a subset of neurons (a Verify) forms its own group, labelled so: it never stands in for a whole
+    comparison (a run over some layers' neurons stays: it extends its group's neuron-level scores)."""
     c = _config(config)
-    return json.dumps({k: c.get(k) for k in RUN_KEY})
+    key = {k: c.get(k) for k in RUN_KEY}
+    if c.get("neurons"):
+        key["subset"] = "verify" if len(c["neurons"]) <= 64 else "neurons"
+    return json.dumps(key)
 
 
 def matches(config, **want) -> bool:
@@ -129,11 +134,21 @@ def neuron_scores(result: Result, layer: int) -> pd.Series:
 
 def groups(runs: pd.DataFrame) -> dict[str, list[str]]:
     """Stored patching runs (an index from ``list_runs``, newest first) grouped by ``run_key``:
-    ``{key: [paths, newest first]}``."""
+    ``{key: [paths, newest first]}``, the most complete group first (whole groups before Verify subsets, then
+    the most methods, then the most pairs), so a default never lands on a Verify."""
     out: dict[str, list[str]] = {}
+    methods: dict[str, set] = {}
     for path, cfg in zip(runs.path, runs.config) if len(runs) else []:
-        out.setdefault(run_key(json.loads(cfg)), []).append(str(path))
-    return out
+        c = json.loads(cfg)
+        key = run_key(c)
+        out.setdefault(key, []).append(str(path))
+        methods.setdefault(key, set()).add(c.get("method"))
+
+    def completeness(key: str) -> tuple:
+        k = json.loads(key)
+        return ("subset" not in k, len(methods[key]), k.get("n") or 0)
+
+    return dict(sorted(out.items(), key=lambda kv: completeness(kv[0]), reverse=True))
 
 
 def comparison(results: list[Result]) -> dict:

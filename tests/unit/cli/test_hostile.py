@@ -94,6 +94,8 @@ CASES = [
     (["card", "0.1", "-m", "tiny-llama", "--verify"], "no stored neuron-level attribution or RelP run"),
     (["diff", "tiny-gpt2", "-m", "tiny-llama"], "do not line up"),
     (["diff", "no-such-model-xyz", "-m", "tiny-llama"], "no-such-model-xyz"),
+    (["diff", "runs/unlearning/edits/20261201-x-constrained", "-m", "tiny-llama"],
+     "the edited weights of an unlearning run are written where it runs and are not committed"),
     # clamp and concept
     (["clamp", "-m", "tiny-llama", "-n", "1.2", "-v", "nan", "-p", "hi", "-t", "a"], "value (--value) must be"),
     (["clamp", "-m", "tiny-llama", "-n", "4.2", "-v", "1", "-p", "hi", "-t", "a"], "layer 4 is out of range"),
