@@ -39,6 +39,15 @@ COMMANDS = [  # (name, arguments); every one gets --model, --device, --json
     ("concept", ["concept", "--token", " Paris"]),
     ("unlearn", ["unlearn", "--steps", "10", "--no-baseline"]),
     ("bigram", ["bigram", "--steps", "20", "--corpus-tokens", "20000"]),
+    ("bigram-surprisal", ["bigram-surprisal"]),  # reads the bigram run above
+    ("explain", ["explain", "--layers", "0,5", "--heldout-windows", "4", "--token-change", "2"]),  # the atlas above
+    ("card", ["card", "5.100"]),
+    ("patch relp n4", ["patch", "--n", "4", "--components", "mlp_out,heads"]),
+    ("faithfulness", ["faithfulness", "--n", "4", "--components", "mlp_out,heads", "--methods", "relp"]),
+    ("graph", ["graph", "--max-nodes", "50", "--candidates", "256"]),
+    ("atlas --workers 2", ["atlas", "--tokens", "3072", "--workers", "2", "--checkpoint-every", "0", "--no-save"]),
+    ("patch --workers 2", ["patch", "--n", "4", "--workers", "2", "--no-save"]),
+    ("trace --workers 2", ["trace", "--n", "2", "--samples", "4", "--workers", "2", "--no-save"]),
 ]
 
 

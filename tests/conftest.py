@@ -82,5 +82,6 @@ def unbridged(spec: str):
 
     from interp.models.embedded import embedded_cache_dir
 
+    device = os.environ.get("INTERP_DEVICE", "cpu")  # built on the test device, like the model it checks
     return AutoModelForCausalLM.from_pretrained(embedded_cache_dir(spec), dtype="float32",
-                                                use_safetensors=True).eval()
+                                                use_safetensors=True).eval().to(device)

@@ -102,7 +102,7 @@ def _post_normed(model) -> bool:
 def _post_scales(model, acts: dict, i: int, last: int, part: str) -> Tensor:
     """Each layer's post-norm scale for ``part`` at one position, ``[L, 1]`` (ones without post-norms)."""
     if not _post_normed(model):
-        return torch.ones(model.n_layers, 1)
+        return torch.ones(model.n_layers, 1, device=model.device)  # multiplied into device tensors
     return torch.stack([post_scale(model, l, acts[hook_name(f"{part}_raw_out", l)][i, last], part)
                         for l in range(model.n_layers)])
 

@@ -40,13 +40,13 @@ def check_unbridged_parity(model, reference, text: str = TEXT, tol: float = 1e-5
         diff = float((ours - theirs).abs().max())
         assert diff <= tol, f"bridge logits differ from the un-bridged copy by {diff}"
         mlp = next(p for n, p in reference.named_parameters() if "mlp" in n or "fc1" in n)
-        mlp.add_(0.05 * torch.randn(mlp.shape, generator=torch.Generator().manual_seed(0)))  # negative control
+        mlp.add_(0.05 * torch.randn(mlp.shape, generator=torch.Generator().manual_seed(0)).to(mlp.device))  # control
         assert (reference(tokens).logits - ours).abs().max() > 100 * max(tol, 1e-6)
     return diff
 
 
 def test_bridge_logits_equal_an_unbridged_copy(zoo):
-    check_unbridged_parity(zoo, build_tiny(zoo.spec)[0])
+    check_unbridged_parity(zoo, build_tiny(zoo.spec)[0].to(zoo.device))  # the reference on the test device
 
 
 def test_hook_post_is_the_neuron_formula_and_sums_to_mlp_out(zoo):
