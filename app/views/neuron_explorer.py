@@ -23,6 +23,13 @@ if "neuron" not in st.session_state:  # from ?neuron=L.N, else the neuron most s
     first = call("neurons_for", default_token, k=1, by="specificity").iloc[0]
     st.session_state.neuron = st.query_params.get("neuron", f"{int(first.layer)}.{int(first.neuron)}")
 
+def open_one(found, pick_key: str, button_key: str, where=st) -> None:
+    """Pick one of the listed neurons and show it below (the search results' "Open this neuron")."""
+    picked = where.selectbox("Open one", [f"{l}.{n}" for l, n in zip(found.layer, found.neuron)], key=pick_key)
+    if where.button("Open this neuron", key=button_key):
+        st.session_state.neuron = picked
+
+
 # --- search by token -----------------------------------------------------------------
 with st.expander("Search by token: which neurons promote it?", expanded=True):
     c1, c2 = st.columns([3, 2])
@@ -51,10 +58,7 @@ with st.expander("Search by token: which neurons promote it?", expanded=True):
                      for r in table.itertuples()]
         cols[0].markdown("\n".join(lines))
         cols[1].plotly_chart(promoters_bar(table, token), width="stretch")
-        picked = cols[0].selectbox("Open one", [f"{l}.{n}" for l, n in zip(table.layer, table.neuron)],
-                                   key="token_pick")
-        if cols[0].button("Open this neuron", key="open_from_token"):
-            st.session_state.neuron = picked
+        open_one(table, "token_pick", "open_from_token", cols[0])
     except Exception as exc:
         show_error(exc)
 
@@ -74,10 +78,7 @@ with st.expander("Search explanations: which neurons are about something?", expa
                     f"{i + 1}. {neuron_link(r.layer, r.neuron)} &nbsp; i.i.d. corr {r.iid_corr:.2f}"
                     f"{' (flagged)' if r.flagged else ''} &nbsp; `{r.label.replace('`', 'ˋ')}`"
                     for i, r in enumerate(found.itertuples())))
-                picked = st.selectbox("Open one", [f"{l}.{n}" for l, n in zip(found.layer, found.neuron)],
-                                      key="explain_pick")
-                if st.button("Open this neuron", key="open_from_explanation"):
-                    st.session_state.neuron = picked
+                open_one(found, "explain_pick", "open_from_explanation")
         except Exception as exc:
             show_error(exc)
 
