@@ -31,7 +31,7 @@ run: install
 	mkdir -p runs && cp -rn data/results/. runs/   # the committed Results (patching, ...), never overwriting yours
 	$(VENV)/bin/interp decode --model $(MODEL)
 	$(VENV)/bin/interp atlas --model $(MODEL) --corpus sampled:4096+stdlib-docs --tokens 16384
-	INTERP_MODEL=$(MODEL) $(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 \
+	INTERP_MODEL=$(MODEL) MALLOC_ARENA_MAX=2 $(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 \
 		--server.port $(PORT) --server.headless true
 
 # Notebooks run too (nbmake), with INTERP_QUICK=1: small parameters, so they never rot.

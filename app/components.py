@@ -1,4 +1,4 @@
-"""Small page pieces shared by the dashboard pages: neuron links and the job panel."""
+"""Small page pieces shared by the dashboard pages: neuron links, the job panel, the run chooser."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def neuron_input(key: str, where=st, help: str | None = None):
     except Exception as exc:
         show_error(exc)
         st.stop()
-    st.query_params["neuron"] = str(nid)
+    if st.query_params.get("neuron") != str(nid):  # writing the URL when it is already right costs a round trip
+        st.query_params["neuron"] = str(nid)
     return nid
 
 
@@ -104,3 +105,30 @@ def continuation(label: str, prompt: str, generated: str, where=st) -> None:
 
     where.html(f"<div style='margin:4px 0'><b>{html.escape(label)}:</b> {one_line(prompt)}"
                f"<i style='color:#2b6cb0'>{one_line(generated)}</i></div>")
+
+
+def choose_run(analysis: str, what: str):
+    """The run a page shows for ``analysis``: the pinned one, else the newest (``wb.latest``), named in a caption
+    (id, date, the config fields that tell runs apart), with a popover to pin another run of this model or to
+    unpin. A pin is kept in the store (``<store>/pins.json``), so every tab, restart and the card see it.
+    Returns the Result, or None when the model has no run of ``analysis``."""
+    from state import call
+
+    wb = workbench()
+    runs = call("run_choices", analysis)
+    if not len(runs):
+        return None
+    first = runs.iloc[0]
+    c = st.columns([5, 1])
+    c[0].caption(f"{what} from run {first.label}" + ("" if first.pinned else " · the newest; pin another →"
+                                                     if len(runs) > 1 else ""))
+    with c[1].popover("Runs", help=f"{len(runs)} run(s) of {analysis} on this model"):
+        labels = dict(zip(runs.path, runs.label))
+        pick = st.selectbox("Run", list(runs.path), format_func=labels.get, key=f"pick-{analysis}")
+        if st.button("Pin this run", key=f"pin-{analysis}"):
+            wb.pin(pick)
+            st.rerun()
+        if first.pinned and st.button("Unpin (use the newest)", key=f"unpin-{analysis}"):
+            wb.unpin(analysis)
+            st.rerun()
+    return wb.result(first.path)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # once: this script runs again on every page load
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # the favicon is a local file: a ":material/...:" icon makes the browser fetch it from fonts.gstatic.com
 st.set_page_config(page_title="interp", page_icon=str(Path(__file__).resolve().parent / "favicon.png"), layout="wide")

@@ -56,11 +56,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_dashboard(port: int) -> subprocess.Popen:
-    log = open(ROOT / "runs" / "benchmark-neuron-card-streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+def start_dashboard(port: int, app: Path = ROOT / "app" / "streamlit_app.py") -> subprocess.Popen:
+    log = open(ROOT / "runs" / f"benchmark-neuron-card-{app.stem}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app),
                              "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MALLOC_ARENA_MAX": "2"})  # as `make run` starts it
     for _ in range(240):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
@@ -81,6 +82,19 @@ async def open_card(browser, url: str, model: str, neuron: str) -> float:
     started = time.perf_counter()
     await page.goto(f"{url}/neuron?model={model}&neuron={neuron}", timeout=TIMEOUT)
     await drawn(page, "#share")
+    seconds = time.perf_counter() - started
+    await page.close()
+    return seconds
+
+
+async def open_trivial(browser, url: str) -> float:
+    """The same-run baseline: a fresh load of a trivial Streamlit page (``benchmarks/trivial_page.py``), timed
+    the same way (until its last element is drawn and Streamlit is idle)."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+    started = time.perf_counter()
+    await page.goto(url, timeout=TIMEOUT)
+    await page.get_by_text("One line of text.").wait_for(timeout=TIMEOUT)
+    await page.locator(IDLE).wait_for(timeout=TIMEOUT)
     seconds = time.perf_counter() - started
     await page.close()
     return seconds
@@ -128,7 +142,7 @@ async def session(browser, url: str, model: str, neurons: list[str], value: floa
     await page.get_by_label("Prompt", exact=True).fill(prompt)
     await page.get_by_label("Clamp value", exact=True).fill(f"{value:g}")
     await page.get_by_role("button", name="Generate with the clamp held").click()
-    seen = page.locator("p", has_text=f"Clamped to {value:g}:").first  # the paragraph: label and generation
+    seen = page.locator("div", has_text=f"Clamped to {value:g}:").last  # the block: label and generation
     await seen.wait_for(timeout=TIMEOUT)
     await page.locator(IDLE).wait_for(timeout=TIMEOUT)
     text = await seen.inner_text()
@@ -154,9 +168,10 @@ def sample_neurons(spec: str, n: int, seed: int) -> list[str]:
 async def main(args) -> None:
     from playwright.async_api import async_playwright
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    port, trivial_port = free_port(), free_port()
+    url, trivial_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{trivial_port}"
     proc = start_dashboard(port)
+    trivial = start_dashboard(trivial_port, ROOT / "benchmarks" / "trivial_page.py")
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -166,13 +181,24 @@ async def main(args) -> None:
                     await open_card(browser, url, model, neuron)
                 print(f"[{model}] warm-up (model load, Results read once): {time.perf_counter() - warm:.1f} s",
                       flush=True)
+            await open_trivial(browser, trivial_url)  # its warm-up
             rss_start = rss_mb(proc.pid)
             for model in args.models if "open" in args.phases else []:
                 neurons = sample_neurons(model, args.n, seed=0)
-                opens = [await open_card(browser, url, model, n) for n in neurons]
+                rss_cards = rss_mb(proc.pid)
+                opens, base_trivial = [], []
+                for n in neurons:  # alternating, so both see the same machine
+                    opens.append(await open_card(browser, url, model, n))
+                    base_trivial.append(await open_trivial(browser, trivial_url))
+                grown = rss_mb(proc.pid) / rss_cards - 1
                 print(f"[{model}] card, URL open:   {stats(opens)}", flush=True)
+                print(f"[{model}] trivial page, URL open (same run, alternating): {stats(base_trivial)}; card p95 / "
+                      f"trivial p95 = {np.percentile(opens, 95) / np.percentile(base_trivial, 95):.2f}x (goal <= 1.5x)",
+                      flush=True)
+                print(f"[{model}] server RSS over {len(neurons)} new cards: {rss_cards:.0f} -> "
+                      f"{rss_mb(proc.pid):.0f} MB ({grown:+.1%}; goal <= +10%)", flush=True)
                 switch = await switches(browser, url, model, sample_neurons(model, args.n + 1, seed=1))
-                print(f"[{model}] card, switch:     {stats(switch)}", flush=True)
+                print(f"[{model}] card, switch:     {stats(switch)} (goal p95 <= 0.5 s)", flush=True)
                 base = [await open_explorer(browser, url, model, n) for n in neurons[: args.n_baseline]]
                 cards_same = opens[: args.n_baseline]
                 print(f"[{model}] explorer (today), URL open: {stats(base)}", flush=True)
@@ -197,8 +223,9 @@ async def main(args) -> None:
               f"{rss_after:.0f} MB after ({rss_after / rss_before - 1:+.1%} over the sessions)", flush=True)
         check_isolation(model, target, prompt, results)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for p in (proc, trivial):
+            p.terminate()
+            p.wait(timeout=30)
 
 
 def check_isolation(model_spec: str, neuron: str, prompt: str, results: list[dict]) -> None:

@@ -12,10 +12,10 @@ page's script thread ever runs one.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ _ids = itertools.count(1)
 @dataclass
 class Job:
     label: str
+    key: str | None = None  # what it builds (an analysis name), to find a running job from another tab
     id: int = field(default_factory=lambda: next(_ids))
     status: str = "queued"  # queued, running, done, failed, cancelled
     progress: float = 0.0
@@ -51,20 +52,33 @@ class Job:
 
 
 class JobRunner:
-    """Runs jobs ``workers`` at a time (one by default: they share one model)."""
+    """Runs jobs ``workers`` at a time (one by default: they share one model), in daemon threads: a job never
+    keeps a stopped server (or a finished notebook) alive, and what it leaves is never half-written (Results
+    are saved atomically; checkpoints are written the same way)."""
 
     def __init__(self, workers: int = 1):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="interp-job")
+        self._queue: queue.Queue = queue.Queue()
         self.jobs: dict[int, Job] = {}
+        for i in range(workers):
+            threading.Thread(target=self._loop, name=f"interp-job-{i}", daemon=True).start()
 
-    def submit(self, label: str, fn: Callable, *args, **kwargs) -> Job:
-        job = Job(label)
+    def submit(self, label: str, fn: Callable, *args, key: str | None = None, **kwargs) -> Job:
+        """Queue ``fn(*args, **kwargs)``; ``key`` (e.g. the analysis) lets ``running(key)`` find it."""
+        job = Job(label, key=key)
         self.jobs[job.id] = job
-        self._pool.submit(self._run, job, fn, args, kwargs)
+        self._queue.put((job, fn, args, kwargs))
         return job
 
     def get(self, job_id: int) -> Job | None:
         return self.jobs.get(job_id)
+
+    def running(self, key: str) -> Job | None:
+        """The unfinished job submitted under ``key`` (queued or running), if any."""
+        return next((j for j in self.jobs.values() if j.key == key and not j.finished), None)
+
+    def _loop(self) -> None:
+        while True:
+            self._run(*self._queue.get())
 
     def _run(self, job: Job, fn: Callable, args, kwargs) -> None:
         if job._cancel.is_set():

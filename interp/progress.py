@@ -9,6 +9,8 @@ a long analysis stops between two batches and never leaves a half-written Result
 from __future__ import annotations
 
 import contextvars
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +29,7 @@ class Watcher:
     cancelled: Callable[[], bool] = field(default=lambda: False)
 
 
+_THROTTLE_S = float(os.environ.get("INTERP_JOB_THROTTLE_S", "0"))
 _WATCHER: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("interp_progress", default=None)
 
 
@@ -52,6 +55,8 @@ class bar(tqdm):  # noqa: N801  (used like tqdm)
                 raise Cancelled(f"cancelled during {self.desc}")
             total = self.total or 0
             w.report(min(1.0, n / total) if total else 0.0, f"{self.desc}: {n:,.0f}/{total:,.0f} {self.unit}")
+            if _THROTTLE_S:  # tests slow a job down to watch it run and cancel it
+                time.sleep(_THROTTLE_S)
 
     def update(self, n=1):
         out = super().update(n)

@@ -13,17 +13,17 @@ Two rules keep sessions apart on one shared model:
   an edited model) runs on a private model: a fresh load of the same spec, checked to
   have the same weights hash, held by the workbench and never shared with a page.
 
-Long analyses run as jobs (``submit``): a background thread with progress and cancel
-(``interp.jobs``), never in a page's script thread.
+Long analyses run as jobs (``submit``; ``interp.jobs``), never in a page's script thread.
 
     wb = Workbench("smollm2-135m")
     wb.neurons_for(" Paris", k=5)
-    wb.clamp_preview("Yesterday I saw a", ["29.808"], value=16.0)
     job = wb.submit("patching", method="activation", n=4); job.wait().result
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,7 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.analyses.base import cached_run, get_analysis, run
+from interp.analyses.base import cached_run, estimate, get_analysis, run
 from interp.analyses.circuits import read as graphs
 from interp.analyses.facts import read as facts
 from interp.analyses.neurons import read as neuron_read
@@ -48,7 +48,9 @@ from interp.models.loading import EDIT_FILE, EMBEDDED, EMBEDDED_MODELS
 from interp.names import NeuronId
 from interp.paths import runs_root
 from interp.result import Result
-from interp.storage import list_runs, load_result, newest_run, store_stamp
+from interp.scale.preflight import duration, size
+from interp.storage import find_runs, list_runs, load_result, newest_run, pin_run, store_stamp, unpin
+from interp.storage.pins import run_label
 
 __all__ = ["COMPONENTS", "DEFAULT_MODEL", "EMBEDDED_MODELS", "METHODS", "InterpError", "Job", "Workbench"]
 DEFAULT_MODEL = EMBEDDED
@@ -137,15 +139,39 @@ class Workbench:
         return df[df.weights_hash == self.weights_hash] if this_model and len(df) else df
 
     def latest_path(self, analysis: str, where: dict | None = None) -> str | None:
-        """The newest stored run of ``analysis`` on this model's weights whose config matches ``where``."""
+        """The pinned, else the newest, stored run of ``analysis`` on this model's weights whose config
+        matches ``where``."""
         return newest_run(analysis, self.weights_hash,
                           lambda config: all(config.get(k) == v for k, v in (where or {}).items()))
 
+    def run_choices(self, analysis: str) -> pd.DataFrame:
+        """This model's runs of ``analysis`` (pinned, then newest first): path, run_id, pinned, a one-line label."""
+        df = self.runs(analysis, this_model=True)
+        rows = zip(df.run_id, df.created, df.config, df.pinned)
+        label = [run_label(r, c, json.loads(cfg), p) for r, c, cfg, p in rows]
+        return pd.DataFrame({"path": df.path, "run_id": df.run_id, "pinned": df.pinned.astype(bool), "label": label})
+
+    def pin(self, run: str) -> dict:
+        """Pin a stored run (path or id): every page, card and ``latest`` uses it until ``unpin``."""
+        return pin_run(run)
+
+    def unpin(self, analysis: str) -> None:  # the newest run of ``analysis`` is used again
+        unpin(analysis, self.weights_hash)
+
     def latest(self, analysis: str, where: dict | None = None) -> Result | None:
-        path = self.latest_path(analysis, where)
-        return self.result(path) if path else None
+        return self.result(path) if (path := self.latest_path(analysis, where)) else None
 
     # --- neurons: decoding, atlas, clamping -------------------------------------------------------
+    def is_stored(self, analysis: str = "lm_head_decoding") -> bool:
+        """Whether ``analysis`` with its default config is stored for these weights (no build needed)."""
+        return bool(find_runs(analysis, get_analysis(analysis).config(), self.weights_hash))
+
+    def build_estimate(self, analysis: str = "lm_head_decoding") -> dict:  # the default config's preflight
+
+        est = estimate(analysis, self.model)
+        return {"seconds": est.seconds, "time": duration(est.seconds), "peak": size(est.peak), "fits": est.fits,
+                "lines": est.lines()}
+
     def decoding(self) -> Result:
         """The LM-head decoding of every neuron (computed once, then reused from the store)."""
         root = str(runs_root().resolve())
@@ -176,9 +202,12 @@ class Workbench:
         return neuron_read.neuron_summary(self.decoding(), nid.layer, nid.index)
 
     def layer_neurons(self, layer: int) -> pd.DataFrame:
-        """One layer's neurons by output-weight norm, with their top decoded tokens."""
+        """One layer's neurons by output-weight norm, with their top decoded tokens on the side each neuron
+        fires with (``fires``, ``promotes``; from the newest atlas, when one covers the layer)."""
         self.model.check_layer(layer)
-        return neuron_read.layer_summary(self.decoding(), layer)
+        path = self.atlas_path()
+        typical = neuron_read.typical_activation(self.result(path)) if path else None
+        return neuron_read.layer_summary(self.decoding(), layer, typical)
 
     def atlas_path(self) -> str | None:
         return self.latest_path("neuron_atlas")
@@ -251,8 +280,7 @@ class Workbench:
         (default: 9 values from -4x to +4x the neuron's atlas peak |activation|)."""
         nid = self.check_neuron(neuron)
         if values is None:
-            atlas = self.atlas_path()
-            stats = self.neuron_activity(atlas, str(nid)) if atlas else None
+            stats = self.neuron_activity(self.atlas_path(), str(nid)) if self.atlas_path() else None
             values = neuron_read.sweep_values(max(abs(stats["max"]), abs(stats["min"])) if stats else 1.0)
         kw = {"prompts": tuple(prompts)} if prompts else {}
         return neuron_read.dose_response(self.model, [nid], target, values, **kw)
@@ -262,15 +290,13 @@ class Workbench:
         return patching.verify_patching(self.model, neuron, self.result(run_path), k=k)
 
     def diff(self, other_spec: str, k: int = 50) -> pd.DataFrame:
-        """The neurons whose weights (and, with both atlases, typical activation) changed most between
-        this model and ``other_spec`` (loaded privately, one other model at a time)."""
+        """The neurons whose weights (and typical activation) changed most from this model to ``other_spec``."""
         other = self._other_model(other_spec)
-        mine = self.atlas_path()
-        theirs = newest_run("neuron_atlas", other.weights_hash)
+        mine, theirs = self.atlas_path(), newest_run("neuron_atlas", other.weights_hash)
         return neuron_read.diff_models(self.model, other, self.result(mine) if mine else None,
                                    self.result(theirs) if theirs else None, k=k)
 
-    def _other_model(self, spec: str):
+    def _other_model(self, spec: str):  # loaded privately, one other model at a time
         if self._edited is None or self._edited[0] != str(spec):
             self._edited = None  # evict the previous one before loading the next
             self._edited = (str(spec), load_model(str(spec), device=self.device, dtype=self.dtype))
@@ -283,8 +309,7 @@ class Workbench:
 
     # --- patching -------------------------------------------------------------------------------
     def patching_groups(self) -> dict[str, list[str]]:
-        """Stored patching runs on this model, grouped by what makes them comparable
-        (``interp.analyses.patching.read.RUN_KEY``): ``{key: [paths, newest first]}``."""
+        """This model's patching runs by what makes them comparable (``patching.read.groups``): key -> paths."""
         return patching.groups(self.runs("patching", this_model=True))
 
     def patching_comparison(self, key: str) -> dict:
@@ -346,11 +371,15 @@ class Workbench:
         model (loaded privately; one edited model is kept at a time)."""
         out = {"original": self._continue(self.model, prompt, n_new)}
         if edit_dir:
-            if not (Path(edit_dir) / EDIT_FILE).is_file():
+            if not self.has_edit(edit_dir):
                 raise InterpError(f"the edited weights are not on this machine ({edit_dir}); "
                                   "`interp unlearn` writes them (committed runs keep only their tables)")
             out["edited"] = self._continue(self._other_model(edit_dir), prompt, n_new)
         return out
+
+    @staticmethod
+    def has_edit(edit_dir: str) -> bool:  # committed unlearning runs ship their tables, not their edited weights
+        return (Path(edit_dir) / EDIT_FILE).is_file()
 
     @staticmethod
     def _continue(model, prompt: str, n_new: int) -> str:
@@ -365,9 +394,7 @@ class Workbench:
         model = self.private_model() if spec.mutates_weights else self.model
 
         def work():
-            if model is self.model:
-                return run(analysis, model, config)
-            with self._private_lock:
+            with self._private_lock if model is not self.model else contextlib.nullcontext():
                 return run(analysis, model, config)
 
-        return self.jobs.submit(analysis.replace("_", " "), work)
+        return self.jobs.submit(analysis.replace("_", " "), work, key=analysis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from components import choose_run
 from state import call, show_error, workbench
 
 from interp.viz.bigrams import geometry_lines, layout_heatmap, score_bars, sparsity_curve, surprisal_bars
@@ -11,12 +12,12 @@ st.title("Bigram subnetwork")
 st.caption("Bigram Subnetworks: Mapping to Next Tokens in Transformer Language Models (Chang & Bergen, 2025) · "
            "a continuous-sparsification mask trained to reproduce P(next | current token).")
 wb = workbench()
-path = call("latest_path", "bigram_subnetworks")
-if path is None:
+result = choose_run("bigram_subnetworks", "Figures")
+if result is None:
     st.info("No bigram-subnetwork run of this model yet: `interp bigram` runs the CPU protocol "
             "(`--device cuda --steps 15000 --lr 5e-5 --t-mult 1.001` for the paper's).")
     st.stop()
-result = wb.result(path)
+path = str(result.path)
 m = result.metrics
 for note in result.notes:
     st.info(note)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.express as px
 import streamlit as st
-from components import continuation, job_panel, start_job
+from components import choose_run, continuation, job_panel, start_job
 from state import call, show_error, workbench
 
 from interp.viz.causal_tracing import trace_heatmaps, unlearning_bars
@@ -24,7 +24,7 @@ with st.expander("Trace facts", expanded=False):
         if st.form_submit_button("Trace"):
             start_job("trace-job", "causal_tracing", facts=facts, n=int(n), samples=int(samples))
     job_panel("trace-job")
-traced = wb.latest("causal_tracing")
+traced = choose_run("causal_tracing", "Traces")
 if traced is None:
     st.info("No causal-tracing run of this model yet: trace above, or `interp trace --facts builtin:capitals`.")
 else:
@@ -48,14 +48,15 @@ with st.expander("Unlearn the forget set", expanded=False):
     if st.button("Run unlearning (SHA256, NPO, rank-one)"):
         start_job("unlearn-job", "unlearning")
     job_panel("unlearn-job")
-result = wb.latest("unlearning")
+result = choose_run("unlearning", "Figures and the edited models")
 if result is None:
     st.info("No unlearning run of this model yet: run it above, or `interp unlearn`.")
     st.stop()
 for note in result.notes:
     st.info(note)
-st.caption(f"MLP layers {result.metrics['layers']} (from {result.metrics['layers_from']}); "
-           f"{result.metrics['n_forget']} facts to forget, {result.metrics['n_retain']} to retain ({result.run_id})")
+st.caption(f"Split: forget `{result.config.forget}`, retain `{result.config.retain}` · MLP layers "
+           f"{result.metrics['layers']} (from {result.metrics['layers_from']}); {result.metrics['n_forget']} facts "
+           f"to forget, {result.metrics['n_retain']} to retain ({result.run_id})")
 cols = st.columns(2)
 cols[0].plotly_chart(unlearning_bars(result), width="stretch", key="ul-bars")
 log = result.table("log")
@@ -67,10 +68,19 @@ st.dataframe(result.table("summary"), hide_index=True)
 st.subheader("Ask the original and the edited model")
 variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained", "npo", "rank_one")
                                     if v in result.metrics], horizontal=True)
+edit = result.metrics[variant]["edit"]
+if not wb.has_edit(edit):  # a committed run ships its tables, not its edited weights (tens of MB per variant)
+    st.info(f"The {variant} model's edited weights are not on this machine (committed runs keep only their "
+            "tables). Rebuild them: this runs unlearning again with this run's config, as a job (about 3 "
+            "minutes for the embedded model on 2 CPU cores) and stores a new run beside it.")
+    if st.button("Rebuild the edited models", key="rebuild-edits"):
+        start_job("rebuild-job", "unlearning", **result.config.to_dict())
+    job_panel("rebuild-job")
+    st.stop()
 prompt = st.text_input("Prompt", "The capital of France is")
 if prompt.strip():
     try:
-        answers = call("ask", prompt, result.metrics[variant]["edit"])
+        answers = call("ask", prompt, edit)
         cols = st.columns(2)
         for col, name, key in ((cols[0], "original", "original"), (cols[1], variant, "edited")):
             continuation(name, prompt, answers[key], where=col)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from components import job_panel, neuron_link, start_job
+from components import choose_run, job_panel, neuron_link, start_job
 from state import call, show_error, workbench
 
 from interp.viz.factual import dla_by_layer, name_mover_scatter, suppression_hist, top_neurons_bar
@@ -45,8 +45,8 @@ try:
 except Exception as exc:
     show_error(exc)
 
-result = wb.latest("factual_recall")
 st.subheader("Over a facts set")
+result = choose_run("factual_recall", "Figures")
 if result is None:
     st.info("No factual-recall run of this model yet: run one above, or `interp factual --facts builtin:capitals`.")
     st.stop()
@@ -70,9 +70,11 @@ st.markdown("Top neurons: " + ", ".join(f"{neuron_link(int(t.layer), int(t.neuro
 with st.expander("Facts"):
     st.dataframe(result.table("facts")[["prompt", "answer", "answer_token", "predicted", "correct", "p_answer",
                                         "multi_token"]], hide_index=True)
-fix = wb.latest("factual_fix")
-if fix is not None:
-    st.subheader("Mitigating final-layer suppression")
+st.subheader("Mitigating final-layer suppression")
+fix = choose_run("factual_fix", "This")
+if fix is None:
+    st.info("No suppression-fix run of this model yet: `interp factual-fix`.")
+else:
     st.markdown(fix.notes[0])
     f = fix.metrics
     st.markdown(f"Held-out accuracy {f['held_out_acc_before']:.2f} → {f['held_out_acc_after']:.2f}; "

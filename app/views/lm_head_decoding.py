@@ -19,6 +19,8 @@ st.plotly_chart(layer_norms_heatmap(result), width="stretch")
 
 n_layers = wb.info()["n_layers"]
 layer = st.slider("Layer", 0, n_layers - 1, n_layers - 1)
-st.markdown("Neurons of this layer by output-weight norm, with their top decoded tokens "
-            "(open one in the neuron explorer with `?neuron=L.N`).")
+st.markdown("Neurons of this layer by output-weight norm, with their top decoded tokens. **fires** is the sign "
+            "that carries more of the neuron's firing mass in the atlas (? without an atlas of this layer) and "
+            "**promotes** is the top token on that side: a neuron that fires negative writes −W_out, so it "
+            "promotes its `out_bottom` token. Open one in the neuron explorer with `?neuron=L.N`.")
 st.dataframe(call("layer_neurons", layer), hide_index=True, width="stretch", height=400)

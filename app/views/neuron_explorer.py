@@ -14,7 +14,7 @@ from interp.viz.decoding import promoters_bar, token_bars
 st.title("Neuron explorer")
 wb = workbench()
 info = wb.info()
-decoding()  # built once (with a spinner) before the first look-up
+decoding()  # a model without a stored decoding shows its build (estimate, progress, Cancel) and stops here
 st.caption(f"`{wb.spec}`: {info['n_layers']} layers × {info['d_mlp']} neurons; "
            "activation = input of the MLP's output projection (`blocks.L.mlp.hook_post`)")
 default_token = wb.default_token(" Paris")  # " Paris" where it is one token

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from components import job_panel, neuron_link, start_job
+from components import choose_run, job_panel, neuron_link, start_job
 from state import call, show_error, workbench
 
 from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, interval_dots, mean_scores, per_pair_boxes
@@ -36,11 +36,20 @@ if not groups:
             "(`make run` copies the precomputed IOI runs of the embedded model).")
     st.stop()
 
-key = st.selectbox("Dataset and metric", list(groups), format_func=lambda k: ", ".join(
-    f"{a}={b}" for a, b in json.loads(k).items()))
+c = st.columns([5, 1])
+key = c[0].selectbox("Dataset and metric (comparable runs; the pinned group, else the most complete, first)",
+                     list(groups), format_func=lambda k: ", ".join(f"{a}={b}" for a, b in json.loads(k).items()))
 comparison = call("patching_comparison", key)
 results = {m: wb.result(p) for m, p in comparison["paths"].items()}
 methods = comparison["methods"]
+pinned = call("run_choices", "patching").query("pinned")
+if c[1].button("Unpin" if key == next(iter(groups)) and len(pinned) else "Pin as default",
+               help="the default comparison of every tab and restart (kept in the store)"):
+    if key == next(iter(groups)) and len(pinned):
+        wb.unpin("patching")
+    else:
+        wb.pin(comparison["paths"][methods[0]])
+    st.rerun()
 st.caption("Runs shown (the most complete comparable group first; a Verify is its own group): "
            + " · ".join(f"**{m}**: run `{results[m].run_id}`, n={results[m].metrics.get('n_pairs', '?')} pairs, "
                         f"{results[m].metrics['seconds']:.1f} s" for m in methods))
@@ -74,9 +83,10 @@ if comparison["faithfulness"] is not None:
 else:
     st.info("Run activation patching on the same dataset to see faithfulness scatter plots.")
 
-faith = wb.latest("faithfulness")
+st.subheader("Faithfulness with error bars")
+faith = choose_run("faithfulness", "Intervals")
 if faith is not None:
-    st.subheader(f"Faithfulness with error bars ({faith.config.dataset}, n={faith.config.n})")
+    st.markdown(f"{faith.config.dataset}, n={faith.config.n} pairs")
     for note in faith.notes:
         st.caption(note)
     cols = st.columns(2)

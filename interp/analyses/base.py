@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from interp.errors import InterpError, non_finite
 from interp.paths import runs_root
 from interp.result import CONFIGS, Config, Result
-from interp.scale.preflight import CALIBRATE_FROM, Estimate, check, duration
+from interp.scale.preflight import Estimate, check, duration
 from interp.storage import ensure_writable, find_runs, load_result, save_result, verify_run
 
 
@@ -117,7 +117,7 @@ def _preflight(name: str, model, config: Config) -> Estimate | None:
         return None
     est = ESTIMATORS[name](model, config, False)
     check(est)
-    if est.units < CALIBRATE_FROM:
+    if est.units < est.calibrate_from:
         return None
     est = ESTIMATORS[name](model, config, True)
     for line in est.lines():

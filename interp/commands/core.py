@@ -1,4 +1,4 @@
-"""``interp info``, ``runs``, ``neuron``, ``data`` and the generic ``interp run NAME --field value``."""
+"""``interp info``, ``runs``, ``pin``, ``neuron``, ``data`` and the generic ``interp run NAME --field value``."""
 
 from __future__ import annotations
 
@@ -85,9 +85,30 @@ def runs(analysis: str | None = typer.Option(None, "--analysis", "-a"),
         if not rs:
             typer.echo("no stored runs")
         for r in rs:
-            typer.echo(f"{r['created']}  {r['analysis']:<20} {r['model']:<14} {r['path']}")
+            typer.echo(f"{r['created']}  {r['analysis']:<20} {r['model']:<14} {r['path']}"
+                       + ("  (pinned)" if r.get("pinned") else ""))
 
     emit(rows, as_json, human)
+
+
+@app.command()
+def pin(run: str = typer.Argument(..., help="a run directory or run id (`interp runs`)"),
+        off: bool = typer.Option(False, "--off", help="unpin: the newest run of its analysis is used again"),
+        as_json: bool = JSON):
+    """Pin a run: every look-up of its analysis on its model (the dashboard's pages, the card, `latest`) uses it,
+    not the newest, until `interp pin RUN --off`. Kept in the store ($INTERP_RUNS/pins.json)."""
+    from interp.storage import pin_run, unpin
+    from interp.storage.results import read_meta
+    from interp.storage.store import resolve_run
+
+    if off:
+        meta = read_meta(resolve_run(run))
+        unpin(meta["analysis"], (meta.get("provenance") or {}).get("weights_hash"))
+        out = {"analysis": meta["analysis"], "run_id": meta["run_id"], "pinned": False}
+    else:
+        out = {**pin_run(run), "pinned": True}
+    emit(out, as_json, lambda d: typer.echo(f"{'pinned' if d['pinned'] else 'unpinned'}: {d['analysis']} "
+                                            f"{d['run_id']}" + ("" if d["pinned"] else " (the newest is used)")))
 
 
 @app.command()

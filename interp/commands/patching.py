@@ -11,12 +11,15 @@ def _patch(r) -> None:
     m = r.metrics
     typer.echo(f"{m['method']} patching ({m['direction']}, {m['metric']}) of {m['n_pairs']} pairs "
                f"in {m['seconds']:.1f} s; stored at {r.path}")
+    from interp.viz.patching import position_labels
+
+    labels = position_labels(r)  # the heatmaps' labels: "-1 ' to'" is the last token (pos_from_end 0)
     for component, df in r.table("scores").groupby("component", sort=False):
         positional = component in ("resid", "attn_out", "mlp_out")
         # positions line up from the end: pairs of different lengths share their last tokens, not their first
         top = df.groupby(["layer", "pos_from_end" if positional else "unit"]).score.mean().abs().nlargest(3)
-        unit = "pos from end" if positional else "unit"
-        best = ", ".join(f"L{l} {unit} {u}" for l, u in top.index)
+        best = ", ".join(f"L{l} position {labels.get(u, str(-1 - u))}" if positional else
+                         f"L{l} {'head' if component == 'heads' else 'unit'} {u}" for l, u in top.index)
         typer.echo(f"  {component:<9} top by mean |score|: {best}")
 
 

@@ -17,6 +17,7 @@ def _trace(r) -> None:
 
 
 def _unlearn(r) -> None:
+    typer.echo(f"split: forget {r.config.forget}, retain {r.config.retain} (run {r.run_id})")
     for note in r.notes:
         typer.echo(note)
     for variant in ("constrained", "unconstrained", "npo", "rank_one"):

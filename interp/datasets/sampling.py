@@ -20,9 +20,30 @@ OPENINGS = ["The", "In", "A", "Once", "It", "When", "This", "One", "I", "We", "T
 DOC_TOKENS = 128
 
 
+def _entry(model, n_tokens: int, seed: int) -> Entry:
+    return Entry(interp_home(), "corpora", f"sampled-{model.weights_hash}",
+                 key={"n_tokens": n_tokens, "seed": seed, "doc_tokens": DOC_TOKENS, "openings": OPENINGS})
+
+
+def sampling_seconds(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> float:
+    """How long sampling ``n_tokens`` will take (0 when they are cached): one batch's first 8 steps timed, the
+    rest of its steps costed by a growing KV cache (linear in the position), times the batches."""
+    import time
+
+    if _entry(model, n_tokens, seed).exists():
+        return 0.0
+    steps = min(DOC_TOKENS, n_tokens)
+    start = torch.zeros(batch_size, 1, dtype=torch.long, device=model.device)
+    generate(model, start, 2)  # warm-up
+    t = time.perf_counter()
+    generate(model, start, 8)
+    per_step = (time.perf_counter() - t) / 8
+    batches = -(-n_tokens // (batch_size * steps))
+    return per_step * steps * 1.5 * batches  # the cache grows: later steps cost up to twice the first
+
+
 def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> list[str]:
-    entry = Entry(interp_home(), "corpora", f"sampled-{model.weights_hash}",
-                  key={"n_tokens": n_tokens, "seed": seed, "doc_tokens": DOC_TOKENS, "openings": OPENINGS})
+    entry = _entry(model, n_tokens, seed)
     cached = entry.read(lambda p: [json.loads(line)["text"] for line in
                                    (p / "texts.jsonl").read_text().splitlines() if line])
     if cached is not None:  # a corrupt cache is dropped and resampled
@@ -37,11 +58,10 @@ def sampled_texts(model, n_tokens: int, seed: int = 0, batch_size: int = 16) -> 
             first = [[model.encode(s)[0]] for s in starts]
             new = min(DOC_TOKENS, max(1, n_tokens - written))
             out = generate(model, torch.tensor(first, device=model.device), new, temperature=1.0,
-                           generator=generator)
+                           generator=generator, on_step=progress.update)  # the bar moves every token
             for row in out:
                 texts.append(model.tokenizer.decode(row.tolist(), skip_special_tokens=True))
             written += out.numel()
-            progress.update(out.numel())
     with entry.write() as tmp:
         (tmp / "texts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return texts

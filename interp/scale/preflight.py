@@ -72,6 +72,7 @@ class Estimate:
     calibration: str = ""
     available: float | None = None
     units: int = 1  # how many times the calibrated unit of work repeats
+    calibrate_from: int = CALIBRATE_FROM  # units from which a run times one and prints the estimate
     remedy: str = "fewer --layers, or --dtype bfloat16"  # what lowers the memory, for the refusal
     notes: list[str] = field(default_factory=list)
 

@@ -11,8 +11,18 @@ helper behind every other cache.
 from interp.paths import runs_root
 from interp.storage.cache import Entry, atomic_dir, ensure_writable, load_tensors, save_tensors
 from interp.storage.results import load_result, save_result, verify_run
-from interp.storage.store import damaged_runs, find_runs, list_runs, newest_run, resolve_run, sql, store_stamp
+from interp.storage.store import (
+                                  damaged_runs,
+                                  find_runs,
+                                  list_runs,
+                                  newest_run,
+                                  pin_run,
+                                  resolve_run,
+                                  sql,
+                                  store_stamp,
+                                  unpin,
+)
 
 __all__ = ["Entry", "atomic_dir", "damaged_runs", "ensure_writable", "find_runs", "list_runs", "load_result",
-           "load_tensors", "newest_run", "resolve_run", "runs_root", "save_result", "save_tensors", "sql",
-           "store_stamp", "verify_run"]
+           "load_tensors", "newest_run", "pin_run", "resolve_run", "runs_root", "save_result", "save_tensors", "sql",
+           "store_stamp", "unpin", "verify_run"]

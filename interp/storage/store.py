@@ -1,4 +1,4 @@
-"""Querying the store with DuckDB: the runs index and SQL over the Parquet tables."""
+"""The store's runs index (pinned, then newest first) and SQL over its Parquet tables (DuckDB)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from interp.errors import InterpError
 from interp.paths import runs_root
+from interp.storage.pins import pins_stamp, read_pins, write_pin
 from interp.storage.results import read_meta, verify_run
 from interp.storage.schema import NAME, RUN_ID, check_name
 
@@ -74,7 +75,7 @@ def store_stamp(root: str | Path | None = None) -> tuple:
     the sum of their ``result.json`` modification times. It changes when a run is stored, replaced or removed."""
     root = Path(root) if root else runs_root()
     times = [p.stat().st_mtime for p in root.glob("*/*/result.json")] if root.is_dir() else []
-    return str(root.resolve()), len(times), max(times, default=0.0), round(sum(times), 6)
+    return str(root.resolve()), len(times), max(times, default=0.0), round(sum(times), 6), pins_stamp(root)
 
 
 _MEMO: dict[str, tuple[tuple, pd.DataFrame]] = {}
@@ -120,10 +121,36 @@ def _read_index(root: Path) -> pd.DataFrame:
 
 
 def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd.DataFrame:
-    """Stored runs, newest first (optionally of one analysis), queried with DuckDB."""
-    runs = _index(Path(root) if root else runs_root())
-    query = "SELECT * FROM runs" + (" WHERE analysis = ?" if analysis else "") + " ORDER BY created DESC"
-    return duckdb.connect().execute(query, [analysis] if analysis else []).df() if len(runs) else runs
+    """Stored runs (optionally of one analysis), queried with DuckDB: the pinned run of each analysis and
+    weights first (``pinned``; see ``pin_run``), then newest first."""
+    root = Path(root) if root else runs_root()
+    runs = _index(root)
+    pins = read_pins(root)
+    runs["pinned"] = [pins.get(a, {}).get(w) == r for a, w, r in zip(runs.analysis, runs.weights_hash, runs.run_id)]
+    if analysis:
+        runs = runs[runs.analysis == analysis]
+    # pandas, not DuckDB: the dashboard asks for this on every card (a DuckDB query cost ~0.1 s of each)
+    return runs.sort_values(["pinned", "created"], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def pin_run(ref: str | Path) -> dict:
+    """Pin a stored run (a path or run id): it is the one every look-up of its analysis on its weights uses
+    (the dashboard's pages, the card, ``latest``) until unpinned. Returns its analysis, run id and weights."""
+    meta = read_meta(resolve_run(ref))
+    prov = meta.get("provenance") or {}
+    write_pin(meta["analysis"], prov.get("weights_hash"), meta["run_id"], _store_of(ref))
+    return {"analysis": meta["analysis"], "run_id": meta["run_id"], "weights_hash": prov.get("weights_hash")}
+
+
+def unpin(analysis: str, weights_hash: str, root: str | Path | None = None) -> None:
+    """Drop the pin of ``analysis`` on ``weights_hash`` (the newest run is used again)."""
+    write_pin(check_name(analysis), weights_hash, None, root)
+
+
+def _store_of(ref: str | Path) -> Path:
+    """The store a run lives in: ``<store>/<analysis>/<run>`` for a run directory, else ``$INTERP_RUNS``."""
+    path = resolve_run(ref)
+    return path.resolve().parent.parent
 
 
 def find_runs(analysis: str, config, weights_hash: str, root: str | Path | None = None) -> list[str]:
@@ -153,15 +180,18 @@ def newest_run(analysis: str, weights_hash: str | None = None, where=None,
     return str(runs.path.iloc[0]) if len(runs) else None
 
 
-def sql(query: str, root: str | Path | None = None) -> pd.DataFrame:
+def sql(query: str, root: str | Path | None = None, run: str | None = None) -> pd.DataFrame:
     """Run SQL over the store. ``runs`` is the index; ``table('analysis', 'name')``
     expands to a ``read_parquet`` over every run's table of that name, e.g.
-    ``SELECT * FROM table('lm_head_decoding', 'decoded') WHERE token = ' Paris'``."""
+    ``SELECT * FROM table('lm_head_decoding', 'decoded') WHERE token = ' Paris'``; with ``run`` (a run id),
+    over that run's table only, so a query returns each row once however many runs are stored."""
     root = Path(root) if root else runs_root()
     runs = _index(root)  # noqa: F841  (DuckDB reads the local DataFrame by name)
+    if run is not None and not re.fullmatch(RUN_ID, str(run)):
+        raise InterpError(f"run={run!r} is not a run id: give one from `interp runs` (or result.run_id)")
 
     def expand(m: re.Match) -> str:
-        pattern = root / m.group(1) / "*" / "tables" / f"{m.group(2)}.parquet"
+        pattern = root / m.group(1) / (run or "*") / "tables" / f"{m.group(2)}.parquet"
         return f"read_parquet('{pattern}', filename=true)"
 
     query = re.sub(r"table\('([\w-]+)',\s*'([\w-]+)'\)", expand, query)

@@ -24,28 +24,31 @@ from interp.tracing.hooks import hooks
 from interp.tracing.reducers import AtlasReducer
 
 
-def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None):
+def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None, skip: int = 0):
     """A hook that folds its layer's activations into ``reducer`` and keeps nothing (with ``signs``,
-    the gate/up signs its layer's earlier hooks stashed there feed the quadrants, then are dropped)."""
+    the gate/up signs its layer's earlier hooks stashed there feed the quadrants, then are dropped). The first
+    ``skip`` positions of every window are left out."""
     def fold(act):
-        flat = act.flatten(0, 1)
+        flat = (act[:, skip:] if skip else act).flatten(0, 1)
         reducer.update(slot, flat, positions)
         if signs is not None:
             reducer.update_quadrants(slot, flat, signs.pop(("gate", slot)), signs.pop(("up", slot)), positions)
     return fold
 
 
-def _stash(signs: dict, key: tuple):
+def _stash(signs: dict, key: tuple, skip: int = 0):
     def stash(pre):
-        signs[key] = pre.flatten(0, 1) > 0
+        signs[key] = (pre[:, skip:] if skip else pre).flatten(0, 1) > 0
     return stash
 
 
 @torch.no_grad()
 def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: int, batch_ids: Iterable[int],
                    reducer: AtlasReducer, on_batch: Callable[[int], None] | None = None,
-                   desc: str = "streaming", disable: bool = False) -> AtlasReducer:
-    """Run batches ``batch_ids`` (of ``batch_size`` windows) and fold them into ``reducer``."""
+                   desc: str = "streaming", disable: bool = False, skip: int = 0) -> AtlasReducer:
+    """Run batches ``batch_ids`` (of ``batch_size`` windows) and fold them into ``reducer``, leaving out the
+    first ``skip`` positions of every window (a BOS, or a token with no left context: the atlas's first-token
+    artefacts). Positions stay global (``window * seq_len + pos``)."""
     batch_ids = list(batch_ids)
     sites = [hook_name("mlp_post", l) for l in layers]
     throttle = float(os.environ.get("INTERP_ATLAS_THROTTLE_S", "0"))  # tests slow the loop to kill it mid-run
@@ -54,17 +57,17 @@ def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: i
                       disable=disable) as bar:
         for b in batch_ids:
             batch = tokens[b * bs:(b + 1) * bs]
-            positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(T)).flatten()
+            positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(skip, T)).flatten()
             positions = positions.to(reducer.device)
 
             signs = {} if reducer.quadrant_k else None
-            folds = [(site, _fold(reducer, slot, positions, signs)) for slot, site in enumerate(sites)]
+            folds = [(site, _fold(reducer, slot, positions, signs, skip)) for slot, site in enumerate(sites)]
             if signs is not None:  # GLU: the gate (hook_pre) and up (hook_pre_linear) signs run before hook_post
-                folds += [(hook_name(name, l), _stash(signs, (part, slot))) for slot, l in enumerate(layers)
+                folds += [(hook_name(name, l), _stash(signs, (part, slot), skip)) for slot, l in enumerate(layers)
                           for part, name in (("gate", "mlp_pre"), ("up", "mlp_pre_linear"))]
             with hooks(model, folds):
                 model(batch.to(model.device))
-            reducer.add_tokens(batch.numel())
+            reducer.add_tokens(len(positions))
             bar.update(batch.numel())
             if on_batch:
                 on_batch(b)

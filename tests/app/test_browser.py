@@ -62,8 +62,15 @@ def dashboard(tmp_path_factory):
         decoding = cached_run("lm_head_decoding", model)
         if newest_run("neuron_atlas", model.weights_hash) is None:  # a small one (seconds): the card's activations
             cached_run("neuron_atlas", model, corpus="stdlib-docs", n_tokens=2048, checkpoint_every=0)
+    with _streamlit(env, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url, decoding, runs
+
+
+@contextmanager
+def _streamlit(env: dict, log_dir: Path):
+    """Streamlit on a free localhost port with ``env``; yields its URL and stops it afterwards."""
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("streamlit") / "streamlit.log", "w")
+    log = open(log_dir / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -78,9 +85,11 @@ def dashboard(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start")
-    yield url, decoding, runs
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @contextmanager
@@ -235,3 +244,67 @@ def test_no_page_calls_out(dashboard):
             page.wait_for_timeout(1500)
         browser.close()
     assert outside == [], sorted(set(outside))
+
+
+def test_a_model_switch_shows_its_build_estimate_and_cancels(tmp_path):
+    """A model with no stored decoding (a tiny random model standing in for Gemma, so the test stays fast):
+    the page builds nothing behind a spinner; it shows the build's preflight estimate and a Build button, the
+    build runs as a job with a progress bar, and Cancel stops it with nothing stored."""
+    store = tmp_path / "runs"
+    env = {**os.environ, "INTERP_MODEL": "tiny-llama", "INTERP_RUNS": str(store),
+           "INTERP_JOB_THROTTLE_S": "2"}  # each layer-side of the build takes 2 s more: time to click Cancel
+    with _streamlit(env, tmp_path) as url, browser_page(url, "lm_head_decoding?model=tiny-llama",
+                                                        "model_switch_build.png") as page:
+        page.get_by_text("has no stored LM-head decoding", exact=False).first.wait_for(timeout=120_000)
+        text = page.inner_text("body")
+        assert re.search(r"Building it takes about \d+\.\d (s|min|h) on this machine", text), text
+        page.get_by_role("button", name="Build the LM-head decoding of every neuron").click()
+        page.get_by_text("decoding neurons:", exact=False).first.wait_for(timeout=60_000)  # the bar's own text
+        page.screenshot(path=str(SHOTS / "model_switch_building.png"), full_page=True)
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("was cancelled; no Result was stored").wait_for(timeout=60_000)
+    assert not list(store.glob("lm_head_decoding/[!.]*"))  # nothing stored
+
+
+def _idle(page) -> None:
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=240_000)
+
+
+def test_the_factual_chart_draws_neuron_ids_on_a_categorical_axis(dashboard):
+    """Plotly as the browser drew it: the "Top neurons" bar chart's neuron axis is categorical (a numeric axis
+    put 29.1512 next to 29.15)."""
+    url, _, _ = dashboard
+    with browser_page(url, "factual_recall", "factual_axis.png") as page:
+        page.get_by_text("Over a facts set").first.wait_for(timeout=240_000)
+        _idle(page)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        axes = page.locator(".js-plotly-plot").evaluate_all(
+            "els => els.map(e => [(e._fullLayout.title || {}).text || '', e._fullLayout.yaxis.type])")
+    top = [t for title, t in axes if re.sub(r"<[^>]+>", "", title).startswith("Top neurons")]  # titles are bold
+    assert top == ["category"], axes
+
+
+def test_a_verify_run_does_not_become_the_patching_default(dashboard):
+    """A Verify (activation patching of a few neurons, stored as a patching run) is newer than every other run;
+    the Patching page still opens on the whole 16-pair comparison and names its runs."""
+    import json
+
+    url, _, store = dashboard
+    runs = sorted((store / "patching").glob("*smollm2-135m*"))
+    source = next(p for p in runs if json.loads((p / "result.json").read_text())["config"].get("n") == 16)
+    verify = store / "patching" / "29991231-000000-smollm2-135m-ffffff"  # the newest run of all
+    shutil.copytree(source, verify)
+    meta = json.loads((verify / "result.json").read_text())
+    meta["config"].update(method="activation", components=["neurons"], layers=[29], neurons=[1, 2, 236])
+    meta["provenance"]["created"] = "2999-12-31T00:00:00+00:00"
+    meta["run_id"] = verify.name
+    (verify / "result.json").write_text(json.dumps(meta))
+    try:
+        with browser_page(url, "patching", "patching_default.png") as page:
+            page.get_by_text("Runs shown", exact=False).first.wait_for(timeout=240_000)
+            _idle(page)
+            text = page.inner_text("body")
+        assert "n=16 pairs" in text and verify.name not in text, text[:2000]
+    finally:
+        shutil.rmtree(verify)

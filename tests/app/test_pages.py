@@ -5,6 +5,7 @@ test in test_browser.py uses the embedded model."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,12 @@ def test_every_page_runs(app, page):
 
 
 def test_runs_page_lists_the_decoding(app):
-    app.switch_page("views/neuron_explorer.py").run()  # builds and stores the decoding
+    app.switch_page("views/neuron_explorer.py").run()  # no decoding stored: the page offers the build, builds nothing
+    assert not list((Path(os.environ["INTERP_RUNS"]) / "lm_head_decoding").glob("[!.]*"))
+    assert any("Building it takes about" in str(i.value) for i in app.info), [i.value for i in app.info]
+    build = next(b for b in app.button if b.label == "Build the LM-head decoding of every neuron")
+    build.click().run()  # a job (progress, Cancel); stored when it ends
+    finish_jobs(app)
     app.switch_page("views/runs.py").run()
     assert not app.exception
     assert any("lm_head_decoding · " in str(s.format_func(s.value)) for s in app.selectbox if s.label == "Open a run")

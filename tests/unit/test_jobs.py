@@ -51,3 +51,29 @@ def test_a_bad_input_fails_the_job_with_its_message():
 
     job = JobRunner().submit("bad", work)
     assert job.wait(30).status == "failed" and job.error == "layer 31 is out of range"
+
+
+def test_a_running_job_is_found_by_its_key_from_another_session():
+    release = threading.Event()
+    runner = JobRunner()
+    job = runner.submit("lm head decoding", lambda: release.wait(10), key="lm_head_decoding")
+    assert runner.running("lm_head_decoding") is job and runner.running("neuron_atlas") is None
+    release.set()
+    job.wait(30)
+    assert runner.running("lm_head_decoding") is None
+
+
+def test_a_job_stops_with_the_process_that_runs_it():
+    """A server that stops (its main thread returns) is not kept alive by a job still running: jobs are daemon
+    threads. (A thread pool's non-daemon workers kept a stopped dashboard building for minutes.)"""
+    import subprocess
+    import sys
+    import time
+
+    script = ("import time\nfrom interp.jobs import JobRunner\n"
+              "job = JobRunner().submit('forever', lambda: time.sleep(600))\n"
+              "time.sleep(0.5)\nprint(job.status, flush=True)\n")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "running"
+    assert time.perf_counter() - started < 60  # not the job's 600 s

@@ -107,7 +107,8 @@ def unlearning_section(ctx: CardContext) -> Section:
         ch = r.table("neuron_changes")
         mine = ch[(ch.layer == nid.layer) & (ch.neuron == nid.index)]
         for row in mine.to_dict("records"):
-            rows.append({**row, "layers": r.metrics.get("layers"), "forget": r.config.forget, "path": path})
+            rows.append({**row, "layers": r.metrics.get("layers"), "forget": r.config.forget,
+                         "retain": r.config.retain, "run": r.run_id, "path": path})
         section.sources.append(path)
     if rows:
         section.data = {"edits": rows}
@@ -123,13 +124,15 @@ def unlearning_section(ctx: CardContext) -> Section:
 @unlearning_section.html
 def _unlearning_html(section: Section, nid) -> str:
     edits = section.data["edits"]
-    show = [c for c in edits[0] if c == "variant" or c.startswith(("d_", "act_"))]
-    return ("<p class='note'>d_*: relative change |ΔW|/|W| of its gate row, up row and down column; act_*: its "
+    show = ["forget", "retain"] + [c for c in edits[0] if c == "variant" or c.startswith(("d_", "act_"))]
+    return ("<p class='note'>One row per stored edit, labelled by its split (the forget and retain sets) and "
+            "variant. d_*: relative change |ΔW|/|W| of its gate row, up row and down column; act_*: its "
             "mean activation at the last token of the forget and the retain prompts, before and after.</p>"
             + table_html(edits, show))
 
 
 @unlearning_section.text
 def _unlearning_text(d: dict) -> str:
-    return "; ".join(f"{e['variant']}: " + ", ".join(f"{c} {e[c]:.2%}" for c in e if c.startswith("d_"))
+    return "; ".join(f"{e['variant']} (forget {e['forget']}): " + ", ".join(f"{c} {e[c]:.2%}" for c in e
+                                                                            if c.startswith("d_"))
                      for e in d["edits"])

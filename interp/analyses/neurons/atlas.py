@@ -49,6 +49,8 @@ from tqdm.auto import tqdm
 
 from interp.analyses.base import estimator, register
 from interp.datasets.corpus import window_tensor
+from interp.datasets.sampling import sampling_seconds
+from interp.errors import InterpError
 from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
@@ -71,8 +73,9 @@ def _quadrant_k(model) -> int:
 
 @dataclass(frozen=True)
 class AtlasConfig(Config):
-    VERSION = 4  # 2: density; BOS windows. 3: GLU gate/up quadrants; stored context activations.
+    VERSION = 5  # 2: density; BOS windows. 3: GLU gate/up quadrants; stored context activations.
     # 4: examples sampled across the activation range, and a train / held-out split of windows
+    # 5: each window's BOS and first text token (no left context) left out of every statistic and example
     corpus: str = option("stdlib-docs",
                          "a .txt file or folder, a .jsonl, stdlib-docs, sampled:N, hf:NAME; join with +", flags=("-c",))
     n_tokens: int = option(20_000, "tokens to stream", flags=("--tokens", "-n"), min=1)
@@ -80,9 +83,20 @@ class AtlasConfig(Config):
     batch_size: int = option(8, "windows per forward pass", min=1)
     layers: tuple[int, ...] = option((), "e.g. 0-3,29 (default: all)", min=0)
     k: int = option(20, "top and bottom examples kept per neuron", flags=("-k",), min=1)
+    skip_first: int = option(1, "text tokens at the start of each window left out (they have no left context); "
+                             "a BOS is always left out", min=0)
     checkpoint_every: int = option(10, "batches between checkpoints (0: off)", min=0)
     workers: int = option(1, "Ray workers (needs Ray); 1: in-process", flags=("-w",), min=1)
     NOT_IDENTITY = ("workers", "checkpoint_every")
+
+
+def skipped(model, config: AtlasConfig) -> int:
+    """Positions left out at the start of every window: the BOS (models that need one) and ``skip_first``."""
+    skip = int(model.prepends_bos) + config.skip_first
+    if skip >= config.seq_len:
+        raise InterpError(f"--skip-first {config.skip_first} leaves nothing of a {config.seq_len}-token window: "
+                          "give a smaller --skip-first or a longer --seq-len")
+    return skip
 
 
 def plan(model, config: AtlasConfig) -> torch.Tensor:
@@ -127,15 +141,16 @@ def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
         if config.checkpoint_every and len(done) % config.checkpoint_every == 0 and len(done) < n_batches:
             _save_checkpoint(ckpt, reducer, done)
 
-    stream_batches(model, tokens, layers, config.batch_size, todo, reducer, on_batch, "atlas")
+    stream_batches(model, tokens, layers, config.batch_size, todo, reducer, on_batch, "atlas",
+                   skip=skipped(model, config))
     return reducer
 
 
-def _atlas_chunk(model, batch_ids: list[int], tokens, layers, batch_size: int, k: int) -> dict:
+def _atlas_chunk(model, batch_ids: list[int], tokens, layers, batch_size: int, k: int, skip: int) -> dict:
     """One actor's share: a chunk of batches into a fresh reducer, returned on the host."""
     reducer = AtlasReducer(len(layers), model.d_mlp, k, model.device, quadrant_k=_quadrant_k(model),
                            sample_seq_len=tokens.shape[1])
-    stream_batches(model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard", disable=True)
+    stream_batches(model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard", disable=True, skip=skip)
     return reducer.state()
 
 
@@ -152,8 +167,8 @@ def _sharded(model, tokens, layers, config, n_batches, workers) -> AtlasReducer:
         done.update(chunks[key])
 
     T = tokens.shape[1]
-    sweep(model, chunks, _atlas_chunk, fold, (tokens, layers, config.batch_size, config.k), workers=workers,
-          every=1 if config.checkpoint_every else 0,
+    args = (tokens, layers, config.batch_size, config.k, skipped(model, config))
+    sweep(model, chunks, _atlas_chunk, fold, args, workers=workers, every=1 if config.checkpoint_every else 0,
           save=lambda _: _save_checkpoint(ckpt, reducer, done) if len(done) < n_batches else None,
           weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok")
     return reducer
@@ -175,7 +190,7 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
              f"{L} layers of {model.d_mlp:,} neurons",
         memory={**preflight.held(model), "forward": preflight.forward_bytes(model, B, T),
                 "reducer": state, "layer in flight": B * T * model.d_mlp * 4 * 6, "corpus": n_windows * T * 8},
-        available=preflight.available_memory(model.device),
+        available=preflight.available_memory(model.device), calibrate_from=8,  # one batch of 8+: a few percent
         remedy="a smaller --batch-size, fewer --layers, a smaller -k, or --dtype bfloat16")
     if config.workers > 1:
         est.notes.append(f"with --workers {config.workers} the time divides by up to {config.workers} "
@@ -185,9 +200,15 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
         reducer = AtlasReducer(L, model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
                                sample_seq_len=config.seq_len)
         seconds, est.measured_peak = preflight.time_once(
-            model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True))
+            model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True,
+                                          skip=skipped(model, config)))
         est.seconds = seconds * 2 * n_batches
         est.calibration = f"one batch timed: {seconds:.2f} s (counted twice: the contexts' pass)"
+        sampled = sum(int(p[8:]) for p in config.corpus.split("+") if p.startswith("sampled:") and p[8:].isdigit())
+        sampling = sampling_seconds(model, sampled) if sampled else 0.0
+        if sampling:  # a sampled corpus not generated yet: the model writes it first
+            est.seconds += sampling
+            est.calibration += f"; sampling {sampled:,} corpus tokens from the model first: ~{sampling:.0f} s"
     return est
 
 
@@ -215,7 +236,7 @@ def atlas_of_tokens(model, tokens: torch.Tensor, config: AtlasConfig) -> Result:
     reducer = AtlasReducer(len(layers), model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
                            sample_seq_len=tokens.shape[1])
     stream_batches(model, tokens, layers, config.batch_size, range(-(-len(tokens) // config.batch_size)), reducer,
-                   desc="atlas (same windows)")
+                   desc="atlas (same windows)", skip=skipped(model, config))
     return _result(model, config, layers, tokens, reducer)
 
 
@@ -276,9 +297,11 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
                  "layers": torch.tensor(layers), "context_acts": context_acts},
         metrics={"tokens": n, "windows": len(tokens), "layers": len(layers), "k": config.k,
                  "quantiles": "from the histogram: the upper edge of the crossing bin",
-                 "corpus": config.corpus, "context_width": CONTEXT_WIDTH},
+                 "corpus": config.corpus, "context_width": CONTEXT_WIDTH, "skipped": skipped(model, config)},
         notes=[f"corpus {config.corpus!r}" + (" includes text sampled from the model itself, a proxy for its "
-                                              "training distribution" if "sampled:" in config.corpus else "")],
+                                              "training distribution" if "sampled:" in config.corpus else ""),
+               f"the first {skipped(model, config)} position(s) of every window are left out (a BOS, and tokens "
+               "with no left context: their activations are first-token artefacts)"],
     )
 
 

@@ -86,6 +86,7 @@ def side_basis(model, side: str, fold_norm: bool) -> Float[Tensor, "d_model d_vo
 
 
 BLOCK = 64  # vocabulary block width for the top-k prefilter
+CALIBRATE_ROWS = 384  # neurons timed by the preflight (a quarter of a SmolLM2 layer)
 CHUNK = 1536  # neurons per matrix product: one SmolLM2 layer (300 MB of scores); larger GEMMs run faster
 
 
@@ -212,13 +213,16 @@ def estimate(model, config: DecodingConfig, calibrate: bool) -> preflight.Estima
     if calibrate:
         basis = side_basis(model, sides[0], config.fold_norm).float()
         vectors = side_vectors(model, layers[0], sides[0], config.fold_norm).float()
+        rows = min(CALIBRATE_ROWS, len(vectors))  # a slice of a layer, scaled: a dashboard shows it while waiting
         scratch = (torch.full((k, V), -torch.inf, device=model.device),
                    torch.zeros((k, V), dtype=torch.long, device=model.device))
-        seconds, est.measured_peak = preflight.time_once(model, lambda: decode_block(vectors, basis, k, CHUNK, scratch))
+        seconds, est.measured_peak = preflight.time_once(
+            model, lambda: decode_block(vectors[:rows], basis, k, CHUNK, scratch))
+        seconds *= len(vectors) / rows
         if "out" in sides:  # the specificity index: two more running merges on the out side
             seconds *= 1 + 0.6 / len(sides)
         est.seconds = seconds * units
-        est.calibration = f"one layer-side timed: {seconds:.2f} s"
+        est.calibration = f"{rows} neurons of one layer-side timed, scaled to the layer: {seconds:.2f} s"
     return est
 
 

@@ -7,8 +7,6 @@ its firing sign and mass, its contexts, the neurons active on a text). Nothing o
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import torch
@@ -19,6 +17,7 @@ from interp.analyses.neurons.atlas import CONTEXT_WIDTH, DENSITY_FRACTION
 from interp.analyses.neurons.card import NeuronCard, neuron_card
 from interp.analyses.neurons.clamping import clamped_generation, dose_response, next_token_table, sweep_values
 from interp.analyses.neurons.diff import check_same_shape, diff_models
+from interp.analyses.neurons.read_explanations import neuron_explanation, search_explanations
 from interp.analyses.sections import Store
 from interp.errors import InterpError
 from interp.names import hook_name
@@ -27,7 +26,7 @@ from interp.tracing import record
 from interp.tracing.reducers import HIST_EDGES
 
 __all__ = ["NeuronCard", "Store", "check_same_shape", "clamped_generation", "diff_models", "dose_response",
-           "neuron_card", "next_token_table", "sweep_values"]
+           "neuron_card", "neuron_explanation", "next_token_table", "search_explanations", "sweep_values"]
 
 # --- the decoding ------------------------------------------------------------------------------------
 
@@ -179,10 +178,23 @@ def neuron_summary(result: Result, layer: int, neuron: int) -> dict:
             "top_promoted": str(row["out_top"])}
 
 
-def layer_summary(result: Result, layer: int) -> pd.DataFrame:
-    """One layer's neurons by output-weight norm, with their top decoded tokens."""
+def layer_summary(result: Result, layer: int, typical: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One layer's neurons by output-weight norm, with their top decoded tokens. With an atlas
+    (``typical = typical_activation(atlas)``) covering the layer, ``fires`` says the sign that carries more
+    of the neuron's firing mass and ``promotes`` is the top token on that side (``out_bottom`` when it fires
+    negative: a negative activation writes ``-W_out``); without one, ``fires`` is "?" and ``promotes`` is
+    ``out_top``."""
     summary = result.table("neurons")
-    return summary[summary.layer == layer].sort_values("out_norm", ascending=False)
+    rows = summary[summary.layer == layer].sort_values("out_norm", ascending=False)
+    sign = pd.Series(0, index=rows.index)
+    if typical is not None:
+        here = typical[typical.layer == layer].set_index("neuron")["sign"]
+        sign = rows.neuron.map(here).fillna(0).astype(int)
+    fires = sign.map({1: "+", -1: "−", 0: "?"})
+    promotes = rows.out_top.where(sign >= 0, rows.out_bottom) if "out_bottom" in rows else rows.out_top
+    front = ["layer", "neuron", "out_norm"]
+    rows = rows.assign(fires=fires, promotes=promotes)
+    return rows[front + ["fires", "promotes"] + [c for c in rows.columns if c not in front + ["fires", "promotes"]]]
 
 
 # --- the atlas ---------------------------------------------------------------------------------------
@@ -218,17 +230,32 @@ def histogram(atlas: Result, layer: int, neuron: int) -> dict:
             "lo": lo[first:last].tolist(), "hi": hi[first:last].tolist()}
 
 
+def neuron_examples(atlas: Result, layer: int, neuron: int) -> pd.DataFrame:
+    """Every stored example row of one neuron, found through an index built once per atlas Result (a sort of
+    the examples by neuron; a card looked up by boolean masks over all of them, millions of rows, many times)."""
+    index = getattr(atlas, "_by_neuron", None)
+    if index is None:
+        ex = atlas.table("examples")
+        key = ex.layer.to_numpy().astype(np.int64) << 32 | ex.neuron.to_numpy().astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        index = atlas._by_neuron = (key[order], order)
+    keys, order = index
+    want = np.int64(layer) << 32 | np.int64(neuron)
+    lo, hi = np.searchsorted(keys, want, "left"), np.searchsorted(keys, want, "right")
+    return atlas.table("examples").iloc[order[lo:hi]]
+
+
 def stored_contexts(atlas: Result, layer: int, neuron: int, which: str) -> int:
     """How many of the neuron's ``which`` examples the atlas stored per-token activations for (0: none)."""
-    ex = atlas.table("examples")
+    ex = neuron_examples(atlas, layer, neuron)
     if "context" not in ex:
         return 0
-    return int(((ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which) & (ex.context >= 0)).sum())
+    return int(((ex.which == which) & (ex.context >= 0)).sum())
 
 
 def has_examples(atlas: Result, layer: int, neuron: int, which: str) -> bool:
-    ex = atlas.table("examples")
-    return bool(((ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which) & (ex.window >= 0)).any())
+    ex = neuron_examples(atlas, layer, neuron)
+    return bool(((ex.which == which) & (ex.window >= 0)).any())
 
 
 def firing_mass(hist, top, bottom, n: int) -> tuple:
@@ -254,8 +281,8 @@ def contexts(model, result: Result, layer: int, neuron: int, which: str = "top",
     """The stored examples of a neuron (``which``: top, bottom, or a GLU quadrant such as ``g+u-``),
     each with the tokens and this neuron's per-token activations ``width`` tokens either side: read
     from the atlas where it stored them, else re-run exactly (one forward over at most k windows)."""
-    ex = result.table("examples")
-    rows = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == which)].sort_values("rank")
+    ex = neuron_examples(result, layer, neuron)
+    rows = ex[ex.which == which].sort_values("rank")
     if rows.empty:
         raise InterpError(f"the atlas has no neuron {layer}.{neuron} (layers {result.tensors['layers'].tolist()})")
     rows = rows.head(k or len(rows))
@@ -344,57 +371,3 @@ def token_labels(decoding: Result | None, model, neurons: list[tuple[int, int, f
         if token is not None:
             labels[(int(l), int(n))] += f" {model.token_str(token)!r}"
     return labels
-
-
-EXPLANATION_METRICS = ("iid_corr", "auprc", "top_random_corr", "detection_auroc")
-
-
-def neuron_explanation(result: Result, layer: int, neuron: int) -> dict | None:
-    """One neuron's stored explanation: its label, each held-out score with its random-explanation,
-    shuffled-token and random-weights (median) baselines, the flag, and any LLM explanation."""
-    expl = result.table("explanations")
-    row = expl[(expl.layer == layer) & (expl.neuron == neuron)]
-    if not len(row):
-        return None
-    sc = result.table("scores")
-    s = sc[(sc.layer == layer) & (sc.neuron == neuron)].iloc[0]
-    rnd = result.metrics.get("random_weights", {})
-
-    val = lambda col: float(s[col]) if col in s and s[col] == s[col] else None  # noqa: E731 - NaN -> None
-    scores = {m: {"score": val(m), "random": val(f"{m}_random"), "shuffled": val(f"{m}_shuffled"),
-                  "random_weights_median": rnd.get(m, {}).get("median")} for m in EXPLANATION_METRICS}
-    out = {"label": str(row.label.iloc[0]), "explainer": "token statistics", "scores": scores,
-           "flagged": bool(s["flagged"]),
-           "note": "token statistics (a look-up of the tokens it fires on, and its decoding's promoted tokens), not "
-                   "prose; every score is on held-out windows the explanation never read"}
-    if "llm" in result.tables:
-        llm = result.table("llm")
-        hit = llm[(llm.layer == layer) & (llm.neuron == neuron)]
-        out["llm"] = [{"explainer": r.explainer, "explanation": r.explanation, "iid_corr": float(r.iid_corr),
-                       "iid_corr_random": float(r.iid_corr_random)} for r in hit.itertuples()]
-    return out
-
-
-def search_explanations(result: Result, query: str, vocab: list[str], k: int = 20) -> pd.DataFrame:
-    """Neurons whose explanation matches ``query`` (every word, case aside, as a whole word): in the label or
-    an LLM's explanation, or spelled by one of the tokens it fires on; the better-scored first."""
-    words = [w for w in query.lower().split() if w]
-    if not words:
-        return pd.DataFrame(columns=["layer", "neuron", "label", "iid_corr", "flagged"])
-    expl = result.table("explanations")[["layer", "neuron", "label"]]
-    text = expl.label.str.lower()
-    if "llm" in result.tables:
-        llm = result.table("llm")[["layer", "neuron", "explanation"]]
-        extra = expl[["layer", "neuron"]].merge(llm, how="left", on=["layer", "neuron"]).explanation.fillna("")
-        text = text + " " + extra.str.lower().to_numpy()
-    entries = result.table("entries")
-    spelled = pd.Series([vocab[int(t)].strip().lower() for t in entries.token_id], index=entries.index)
-    hit = np.ones(len(expl), dtype=bool)
-    keys = pd.MultiIndex.from_frame(expl[["layer", "neuron"]])
-    for w in words:
-        by_token = pd.MultiIndex.from_frame(entries.loc[spelled == w, ["layer", "neuron"]])
-        whole_word = text.str.contains(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", regex=True).to_numpy()
-        hit &= whole_word | keys.isin(by_token)
-    scores = result.table("scores")[["layer", "neuron", "iid_corr", "flagged"]]
-    found = expl[hit].merge(scores, on=["layer", "neuron"])
-    return found.sort_values("iid_corr", ascending=False).head(k).reset_index(drop=True)

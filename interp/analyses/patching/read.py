@@ -133,20 +133,25 @@ def neuron_scores(result: Result, layer: int) -> pd.Series:
 
 
 def groups(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Stored patching runs (an index from ``list_runs``, newest first) grouped by ``run_key``:
-    ``{key: [paths, newest first]}``, the most complete group first (whole groups before Verify subsets, then
-    the most methods, then the most pairs), so a default never lands on a Verify."""
+    """Stored patching runs (an index from ``list_runs``: pinned, then newest first) grouped by ``run_key``:
+    ``{key: [paths, pinned then newest first]}``. A group holding a pinned run comes first; then the most
+    complete (whole groups before Verify subsets, then the most methods, then the most pairs), so a default
+    never lands on a Verify."""
     out: dict[str, list[str]] = {}
     methods: dict[str, set] = {}
-    for path, cfg in zip(runs.path, runs.config) if len(runs) else []:
+    pinned: set[str] = set()
+    flags = runs.pinned if "pinned" in runs else [False] * len(runs)
+    for path, cfg, pin in zip(runs.path, runs.config, flags) if len(runs) else []:
         c = json.loads(cfg)
         key = run_key(c)
         out.setdefault(key, []).append(str(path))
         methods.setdefault(key, set()).add(c.get("method"))
+        if pin:
+            pinned.add(key)
 
     def completeness(key: str) -> tuple:
         k = json.loads(key)
-        return ("subset" not in k, len(methods[key]), k.get("n") or 0)
+        return (key in pinned, "subset" not in k, len(methods[key]), k.get("n") or 0)
 
     return dict(sorted(out.items(), key=lambda kv: completeness(kv[0]), reverse=True))
 

@@ -37,6 +37,8 @@ CASES = [
     (["neurons-for", "-m", "tiny-llama"], "Missing option '--token'"),
     (["neurons-for", "-m", "tiny-llama", "-t", "a", "-k", "0"], "Invalid value for '-k'"),
     (["runs", "--bogus"], "No such option: --bogus"),
+    (["pin", "no-such-run"], "no stored run 'no-such-run'"),
+    (["pin"], "Missing argument 'run'"),
     (["patch-compare", "only-one"], "Missing argument 'run_b'"),
     # models and devices
     (["info", "-m", "no-such-model"], "unknown model spec 'no-such-model'"),

@@ -63,6 +63,10 @@ def test_list_runs_and_sql(tmp_path, monkeypatch):
     assert len(runs) == 2 and runs.created.iloc[0] > runs.created.iloc[1]
     hits = sql("SELECT token, score FROM table('demo', 't') WHERE score < 0")
     assert list(hits.token) == ["x", "x"]
+    one = sql("SELECT token, score FROM table('demo', 't') WHERE score < 0", run=runs.run_id.iloc[0])
+    assert list(one.token) == ["x"]  # one run's rows once, however many runs are stored
+    with pytest.raises(InterpError, match="not a run id"):
+        sql("SELECT 1", run="../x")
     assert len(list_runs("other")) == 0
 
 

@@ -44,9 +44,13 @@ def test_atlas_equals_brute_force(tiny, corpus):
     sites = [hook_name("mlp_post", l) for l in range(tiny.n_layers)]
     with torch.no_grad(), record(tiny, sites) as acts:
         tiny(tokens)
-    dense = torch.stack([acts[s].flatten(0, 1) for s in sites]).float()  # [layer, positions, d_mlp]
+    skip = result.metrics["skipped"]  # each window's BOS and first text token are left out
+    assert skip == int(tiny.prepends_bos) + 1
+    full = torch.stack([acts[s] for s in sites]).float()  # [layer, window, pos, d_mlp]
+    dense = full[:, :, skip:].flatten(1, 2)  # [layer, positions, d_mlp]
     neurons, ex = result.table("neurons"), result.table("examples")
-    assert result.metrics["tokens"] == dense.shape[1] == tokens.numel()
+    assert result.metrics["tokens"] == dense.shape[1] == tokens.numel() - skip * len(tokens)
+    assert int(ex[ex.window >= 0].pos.min()) >= skip  # no example without left context
     torch.testing.assert_close(torch.tensor(neurons["max"].values), dense.amax(1).flatten())
     torch.testing.assert_close(torch.tensor(neurons["min"].values), dense.amin(1).flatten())
     # sums are float32 within a batch and float64 across batches: float32 precision
@@ -75,7 +79,8 @@ def test_atlas_equals_brute_force(tiny, corpus):
             best = col.topk(4, largest=largest)
             torch.testing.assert_close(torch.tensor(part.activation.values), best.values)
             positions = part.window.values * 32 + part.pos.values
-            torch.testing.assert_close(col[torch.tensor(positions)], best.values)  # positions point at them
+            torch.testing.assert_close(full[layer, :, :, neuron].flatten()[torch.tensor(positions)],
+                                       best.values)  # positions point at them
         ctx = contexts(tiny, result, layer, neuron, "top", k=2, width=3)
         for c in ctx:
             assert c["acts"][c["center"]] == pytest.approx(c["activation"], abs=1e-6)
@@ -185,20 +190,22 @@ def test_glu_quadrants_and_stored_contexts_equal_brute_force(tiny_llama, corpus)
     with torch.no_grad(), record(tiny_llama, sites) as acts:
         tiny_llama(tokens)
     neurons, ex = result.table("neurons"), result.table("examples")
+    kept = torch.arange(tokens.shape[1]).repeat(len(tokens)) >= result.metrics["skipped"]  # left-out positions
     for layer, neuron in [(0, 3), (L - 1, 40)]:
-        gate = acts[hook_name("mlp_pre", layer)].flatten(0, 1)[:, neuron] > 0
-        up = acts[hook_name("mlp_pre_linear", layer)].flatten(0, 1)[:, neuron] > 0
+        gate = (acts[hook_name("mlp_pre", layer)].flatten(0, 1)[:, neuron] > 0) & kept
+        up = (acts[hook_name("mlp_pre_linear", layer)].flatten(0, 1)[:, neuron] > 0) & kept
         post = acts[hook_name("mlp_post", layer)].flatten(0, 1)[:, neuron].float()
         row = neurons[(neurons.layer == layer) & (neurons.neuron == neuron)].iloc[0]
-        for name, inside in zip(QUADRANTS, (gate & up, gate & ~up, ~gate & up, ~gate & ~up)):
-            assert row[f"share_{name}"] == pytest.approx(float(inside.double().mean()))
+        for name, inside in zip(QUADRANTS, (gate & up, gate & ~up & kept, ~gate & up & kept, ~gate & ~up & kept)):
+            assert row[f"share_{name}"] == pytest.approx(float(inside.double().sum() / kept.sum()))
             part = ex[(ex.layer == layer) & (ex.neuron == neuron) & (ex.which == name) & (ex.window >= 0)]
             expected = torch.where(inside, post.abs(), -torch.inf).topk(min(3, int(inside.sum()))).values
             torch.testing.assert_close(torch.tensor(part.sort_values("rank").activation.abs().values), expected)
             positions = torch.tensor(part.window.values * 32 + part.pos.values)
             assert bool(inside[positions].all())
         stored = contexts(tiny_llama, result, layer, neuron, "top", k=3, width=4)
-        fresh = contexts(tiny_llama, result.__class__(**{**result.__dict__, "tensors": {
+        fields = {k: v for k, v in result.__dict__.items() if not k.startswith("_")}  # not the look-up caches
+        fresh = contexts(tiny_llama, result.__class__(**{**fields, "tensors": {
             k: v for k, v in result.tensors.items() if k != "context_acts"}}), layer, neuron, "top", k=3, width=4)
         for a, b in zip(stored, fresh):
             assert a["tokens"] == b["tokens"] and a["acts"] == pytest.approx(b["acts"], abs=1e-6)

@@ -156,3 +156,20 @@ def test_specificity_takes_each_neurons_typical_side(tiny_llama):
     assert list(zip(table.layer, table.neuron)) == list(zip(expected.layer, expected.neuron))
     with pytest.raises(InterpError, match="output side"):
         neurons_for(result, token, side="up", by="specificity")
+
+
+def test_layer_summary_promotes_the_side_each_neuron_fires_with():
+    import pandas as pd
+
+    from interp.analyses.neurons.read import layer_summary
+    from interp.result import Result
+
+    neurons = pd.DataFrame({"layer": [3, 3, 3], "neuron": [0, 1, 2], "out_norm": [1.0, 3.0, 2.0],
+                            "out_top": ["a", "b", "c"], "out_bottom": ["x", "y", "z"]})
+    decoding = Result(analysis="lm_head_decoding", config={}, provenance={}, tables={"neurons": neurons})
+    typical = pd.DataFrame({"layer": [3, 3], "neuron": [0, 1], "sign": [1, -1]})
+    df = layer_summary(decoding, 3, typical)
+    assert df.neuron.tolist() == [1, 2, 0]  # by output-weight norm
+    assert df.fires.tolist() == ["−", "?", "+"]  # neuron 2 is outside the atlas
+    assert df.promotes.tolist() == ["y", "c", "a"]  # a negative firer promotes its bottom token
+    assert layer_summary(decoding, 3).fires.eq("?").all()

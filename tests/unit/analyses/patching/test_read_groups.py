@@ -28,3 +28,10 @@ def test_a_verify_run_never_becomes_the_default_comparison():
     assert len(found[next(iter(found))]) == 3  # the verify run is not in the headline group
     assert json.loads(run_key(verify))["subset"] == "verify"
     assert list(found)[-1] == run_key(verify)  # partial groups last
+
+
+def test_a_pinned_run_puts_its_group_first():
+    full = [{**BASE, "n": 16, "method": m} for m in ("activation", "attribution", "relp")]
+    eight = [{**BASE, "n": 8, "method": m} for m in ("activation", "relp")]
+    stored = _runs([*full, *eight]).assign(pinned=[False, False, False, False, True])
+    assert json.loads(next(iter(groups(stored))))["n"] == 8
