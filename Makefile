@@ -24,7 +24,7 @@ install: $(STAMP)
 # Builds (the first time) or loads the LM-head decoding and the neuron atlas of the
 # embedded model, then serves the dashboard on http://127.0.0.1:$(PORT) (localhost only).
 # `make run MODEL=gemma3-270m` opens the dashboard on the second embedded model (its decoding takes about
-# 15 minutes on 2 cores the first time); the sidebar's model picker switches model in a running dashboard.
+# 15 minutes on 2 cores the first time); the Runs page's model picker switches model in a running dashboard.
 PORT ?= 8501
 MODEL ?= smollm2-135m
 run: install

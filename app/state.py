@@ -31,7 +31,7 @@ def model_spec() -> str:
 
 
 def model_picker() -> None:
-    """The sidebar's model picker: the embedded models, or any spec typed in (a .gguf file, a
+    """The Runs page's model picker (in its sidebar): the embedded models, or any spec typed in (a .gguf file, a
     Hugging Face id, a local directory). The choice is this session's and goes into the URL."""
     current = model_spec()
     options = [*EMBEDDED_MODELS, OTHER]

@@ -13,10 +13,6 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # once: this script ru
 # the favicon is a local file: a ":material/...:" icon makes the browser fetch it from fonts.gstatic.com
 st.set_page_config(page_title="interp", page_icon=str(Path(__file__).resolve().parent / "favicon.png"), layout="wide")
 
-from state import model_picker  # noqa: E402 (after set_page_config)
-
-model_picker()
-
 pages = {
     "Workbench": [
         st.Page("views/runs.py", title="Runs", icon=":material/folder_open:", default=True),

@@ -199,6 +199,8 @@ async def main(args) -> None:
                       f"{rss_mb(proc.pid):.0f} MB ({grown:+.1%}; goal <= +10%)", flush=True)
                 switch = await switches(browser, url, model, sample_neurons(model, args.n + 1, seed=1))
                 print(f"[{model}] card, switch:     {stats(switch)} (goal p95 <= 0.5 s)", flush=True)
+                if not args.n_baseline:  # the explorer needs the model's decoding stored (else it offers the build)
+                    continue
                 base = [await open_explorer(browser, url, model, n) for n in neurons[: args.n_baseline]]
                 cards_same = opens[: args.n_baseline]
                 print(f"[{model}] explorer (today), URL open: {stats(base)}", flush=True)

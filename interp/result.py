@@ -188,6 +188,15 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+USED: dict[str, set[int]] = {}  # analysis -> the VERSIONs of the Results this process computed or read
+
+
+def note_used(analysis: str, version: int | None) -> None:
+    """Record that this process computed or read a Result of ``analysis`` at ``version`` (``USED``): a notebook
+    run stamps it into the notebook, so a test can tell outputs made by an older analysis VERSION."""
+    USED.setdefault(str(analysis), set()).add(int(version or 1))
+
+
 def provenance(model, config: Config | None = None) -> dict:
     """Where a Result came from: the model and its weights, the seed, every version that matters."""
     return {

@@ -18,7 +18,7 @@ st.title("Neuron card")
 @st.fragment
 def card_page() -> None:
     """The card and its actions as one fragment: switching neuron in the box reruns only this (not the
-    navigation, the sidebar and the model picker), so an open card switches faster."""
+    navigation and the sidebar), so an open card switches faster."""
     if "card_neuron" not in st.session_state:
         st.session_state.card_neuron = st.query_params.get("neuron", "")
         if not st.session_state.card_neuron:  # the neuron most specific to a default token

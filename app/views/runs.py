@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from state import call, model_spec, show_error, workbench
+from state import call, model_picker, model_spec, show_error, workbench
 
 from interp.viz import figures
 
+model_picker()  # only here: on every page, a sidebar widget cost each page load a slow tail (0.3-0.5 s)
 wb = workbench()
 runs = call("runs")
 st.title("interp: MLP-neuron workbench")

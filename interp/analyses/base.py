@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from interp.errors import InterpError, non_finite
 from interp.paths import runs_root
-from interp.result import CONFIGS, Config, Result
+from interp.result import CONFIGS, Config, Result, note_used
 from interp.scale.preflight import Estimate, check, duration
 from interp.storage import ensure_writable, find_runs, load_result, save_result, verify_run
 
@@ -133,6 +133,7 @@ def run(name: str, model, config: Config | None = None, save: bool = True, **opt
     """Run analysis ``name`` on ``model`` with a config (or options for its fields)."""
     analysis = get_analysis(name)
     config = make_config(name, config, **options)
+    note_used(name, config.VERSION)
     if save:
         ensure_writable(runs_root() / name)  # before the work, not after it
     est = _preflight(name, model, config)

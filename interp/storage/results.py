@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from interp.errors import InterpError, scrub
 from interp.paths import runs_root
-from interp.result import Result, config_from
+from interp.result import Result, config_from, note_used
 from interp.storage.cache import atomic_dir, file_hash
 from interp.storage.schema import problem
 
@@ -123,6 +123,7 @@ def load_result(directory: str | Path) -> Result:
     directory = Path(directory)
     meta = read_meta(directory)
     _restore(meta)
+    note_used(meta["analysis"], (meta.get("provenance") or {}).get("analysis_version"))
     tables = LazyTables({name: directory / "tables" / f"{name}.parquet" for name in meta["tables"]}, directory)
     try:
         tensors = load_file(directory / "tensors.safetensors") if meta["tensors"] else {}
