@@ -6,6 +6,7 @@ test in test_browser.py uses the embedded model."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def app(monkeypatch, tmp_path):
     return at
 
 
+def explorer(app):
+    """The explorer on a model whose decoding is stored: the page offers the build first (a job), so build it."""
+    app.switch_page("views/neuron_explorer.py").run()
+    build = [b for b in app.button if b.label == "Build the LM-head decoding of every neuron"]
+    if build:
+        build[0].click().run()
+        finish_jobs(app)
+    return app
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_runs(app, page):
     app.switch_page(page).run()
@@ -55,7 +66,7 @@ def test_runs_page_lists_the_decoding(app):
 
 
 def test_explorer_token_search_and_bad_inputs(app):
-    app.switch_page("views/neuron_explorer.py").run()
+    explorer(app)
     assert not app.exception and not app.error
     app.text_input(key="token_query").set_value("ab").run()  # two byte tokens
     assert any("not a single token" in e.value for e in app.error)
@@ -68,7 +79,7 @@ def test_explorer_token_search_and_bad_inputs(app):
 
 
 def test_explorer_clamp_box(app):
-    app.switch_page("views/neuron_explorer.py").run()
+    explorer(app)
     prompt, value = app.text_input(key="clamp-prompt"), app.text_input(key="clamp-value")
     run = next(b for b in app.button if b.label == "Run")
     prompt.set_value("hello")
@@ -91,7 +102,7 @@ def test_explorer_shows_the_atlas(app, monkeypatch):
 
     interp.run("neuron_atlas", load_model("tiny-llama"), corpus="stdlib-docs", n_tokens=512, seq_len=64, k=3,
                checkpoint_every=0)
-    app.switch_page("views/neuron_explorer.py").run()
+    explorer(app)
     assert not app.exception and not app.error
     assert any("What makes it fire" in s.value for s in app.subheader)
     assert any("Top activations" in m.value for m in app.markdown)
@@ -212,11 +223,13 @@ def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
     page = app.switch_page("views/neuron_card.py").run()
     page.text_input(key="card_neuron").set_value("1.7").run()
     assert not page.exception, [e.value for e in page.exception]
-    headers = [h.value for h in page.header]
-    assert headers[:11] == ["Identity", "What it does (explanation)", "Decoding (LM head)", "Activations",
-                            "Patching", "Factual recall", "Causal tracing", "In stored graphs", "Unlearning edits",
-                            "Bigram subnetwork", "Clamp"]
     bodies = [h.proto.body for h in page.get("html")]
+    # the stored sections are drawn as HTML blocks, each under its anchored heading; the page's own actions after
+    headings = re.findall(r"<h2 id='[a-z_]+'>([^<]+)</h2>", "".join(bodies))
+    assert headings == ["Identity", "What it does (explanation)", "Decoding (LM head)", "Activations",
+                        "Patching", "Factual recall", "Causal tracing", "In stored graphs", "Unlearning edits",
+                        "Bigram subnetwork"], headings
+    assert [h.value for h in page.header][:2] == ["Clamp", "Compare and share"]
     assert any("Not computed yet" in b and "interp atlas -m tiny-llama" in b for b in bodies)  # no atlas stored
     page.text_input(key="card_neuron").set_value("1.99999").run()
     assert any("out of range" in e.value for e in page.error) and not page.exception
