@@ -97,16 +97,9 @@ def pin(run: str = typer.Argument(..., help="a run directory or run id (`interp 
         as_json: bool = JSON):
     """Pin a run: every look-up of its analysis on its model (the dashboard's pages, the card, `latest`) uses it,
     not the newest, until `interp pin RUN --off`. Kept in the store ($INTERP_RUNS/pins.json)."""
-    from interp.storage import pin_run, unpin
-    from interp.storage.results import read_meta
-    from interp.storage.store import resolve_run
+    from interp.storage import pin_run
 
-    if off:
-        meta = read_meta(resolve_run(run))
-        unpin(meta["analysis"], (meta.get("provenance") or {}).get("weights_hash"))
-        out = {"analysis": meta["analysis"], "run_id": meta["run_id"], "pinned": False}
-    else:
-        out = {**pin_run(run), "pinned": True}
+    out = {**pin_run(run, on=not off), "pinned": not off}
     emit(out, as_json, lambda d: typer.echo(f"{'pinned' if d['pinned'] else 'unpinned'}: {d['analysis']} "
                                             f"{d['run_id']}" + ("" if d["pinned"] else " (the newest is used)")))
 

@@ -121,8 +121,8 @@ def _read_index(root: Path) -> pd.DataFrame:
 
 
 def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd.DataFrame:
-    """Stored runs (optionally of one analysis), queried with DuckDB: the pinned run of each analysis and
-    weights first (``pinned``; see ``pin_run``), then newest first."""
+    """Stored runs (optionally of one analysis): the pinned run of each analysis and weights first
+    (``pinned``; see ``pin_run``), then newest first."""
     root = Path(root) if root else runs_root()
     runs = _index(root)
     pins = read_pins(root)
@@ -133,24 +133,20 @@ def list_runs(analysis: str | None = None, root: str | Path | None = None) -> pd
     return runs.sort_values(["pinned", "created"], ascending=False, kind="stable").reset_index(drop=True)
 
 
-def pin_run(ref: str | Path) -> dict:
+def pin_run(ref: str | Path, on: bool = True) -> dict:
     """Pin a stored run (a path or run id): it is the one every look-up of its analysis on its weights uses
-    (the dashboard's pages, the card, ``latest``) until unpinned. Returns its analysis, run id and weights."""
-    meta = read_meta(resolve_run(ref))
-    prov = meta.get("provenance") or {}
-    write_pin(meta["analysis"], prov.get("weights_hash"), meta["run_id"], _store_of(ref))
-    return {"analysis": meta["analysis"], "run_id": meta["run_id"], "weights_hash": prov.get("weights_hash")}
+    (the dashboard's pages, the card, ``latest``) until unpinned (``on=False``: the newest is used again).
+    Returns its analysis, run id and weights hash."""
+    path = resolve_run(ref)
+    meta = read_meta(path)
+    weights = (meta.get("provenance") or {}).get("weights_hash")
+    write_pin(meta["analysis"], weights, meta["run_id"] if on else None, path.resolve().parent.parent)
+    return {"analysis": meta["analysis"], "run_id": meta["run_id"], "weights_hash": weights}
 
 
 def unpin(analysis: str, weights_hash: str, root: str | Path | None = None) -> None:
     """Drop the pin of ``analysis`` on ``weights_hash`` (the newest run is used again)."""
     write_pin(check_name(analysis), weights_hash, None, root)
-
-
-def _store_of(ref: str | Path) -> Path:
-    """The store a run lives in: ``<store>/<analysis>/<run>`` for a run directory, else ``$INTERP_RUNS``."""
-    path = resolve_run(ref)
-    return path.resolve().parent.parent
 
 
 def find_runs(analysis: str, config, weights_hash: str, root: str | Path | None = None) -> list[str]:
