@@ -139,6 +139,7 @@ async def session(browser, url: str, model: str, neurons: list[str], value: floa
         await page.goto(f"{url}/neuron?model={model}&neuron={neuron}", timeout=TIMEOUT)
         await drawn(page, "#share")
         times.append(time.perf_counter() - started)
+    await page.get_by_text("Generate with a clamp", exact=True).click()  # the card's action bar
     await page.get_by_label("Prompt", exact=True).fill(prompt)
     await page.get_by_label("Clamp value", exact=True).fill(f"{value:g}")
     await page.get_by_role("button", name="Generate with the clamp held").click()

@@ -8,7 +8,15 @@ import streamlit as st
 from components import choose_run, job_panel, neuron_link, start_job
 from state import call, show_error, workbench
 
-from interp.viz.patching import TITLES, faithfulness_scatter, heatmap, interval_dots, mean_scores, per_pair_boxes
+from interp.viz.patching import (
+    TITLES,
+    faithfulness_scatter,
+    heatmap,
+    interval_dots,
+    layer_curves,
+    mean_scores,
+    per_pair_boxes,
+)
 from interp.workbench import COMPONENTS, METHODS
 
 st.title("Patching")
@@ -92,6 +100,16 @@ if faith is not None:
     cols = st.columns(2)
     cols[0].plotly_chart(interval_dots(faith), width="stretch", key="faith-intervals")
     cols[1].plotly_chart(per_pair_boxes(faith), width="stretch", key="faith-pairs")
+
+st.subheader("Single neurons, every layer and position")
+neuron_faith = choose_run("neuron_faithfulness", "Neuron-level faithfulness")
+if neuron_faith is not None:
+    st.plotly_chart(layer_curves(neuron_faith), width="stretch", key="neuron-faith")
+    for note in neuron_faith.notes:
+        st.caption(note)
+else:
+    st.caption("Not computed yet: `python scripts/neuron_faithfulness_runs.py` (AtP and RelP against activation "
+               "patching for sampled neurons at every layer, at subject, last and other positions).")
 
 st.subheader("Top neurons of an MLP layer")
 layer = st.selectbox("MLP layer", list(range(n_layers)), index=n_layers - 1)

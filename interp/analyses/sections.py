@@ -19,6 +19,7 @@ touching them. ``Store`` is the one way a section reads the stored runs on the m
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ class Section:
                 "sources": self.sources, "data": self.data}
 
 
+@functools.lru_cache(maxsize=4096)
+def _config(text: str) -> dict:
+    """A stored run's config, parsed once (a card filters the runs of each analysis by config several times);
+    callers only read it."""
+    return json.loads(text)
+
+
 class Store:
     """The stored runs on one model's weights (newest first), read through ``load`` (the facade's cache).
     The runs index is memoised by the store's stamp (``interp.storage.list_runs``)."""
@@ -58,13 +66,14 @@ class Store:
         runs = list_runs() if runs is None else runs
         self.runs = runs[runs.weights_hash == weights_hash] if len(runs) else runs
         self.load = load
+        self._by_analysis: dict[str, list[tuple[str, str]]] = {}  # analysis -> [(path, config)], newest first
+        for path, analysis, config in zip(self.runs.get("path", ()), self.runs.get("analysis", ()),
+                                          self.runs.get("config", ())):
+            self._by_analysis.setdefault(analysis, []).append((str(path), config))
 
     def paths(self, analysis: str, where: Callable[[dict], bool] | None = None) -> list[str]:
         """Stored runs of ``analysis`` (newest first) whose config passes ``where``."""
-        if not len(self.runs):
-            return []
-        df = self.runs[self.runs.analysis == analysis]
-        return [str(p) for p, c in zip(df.path, df.config) if where is None or where(json.loads(c))]
+        return [p for p, c in self._by_analysis.get(analysis, ()) if where is None or where(_config(c))]
 
     def newest(self, analysis: str, where=None) -> Result | None:
         paths = self.paths(analysis, where)

@@ -157,6 +157,10 @@ class Model:
     def n_neurons(self) -> int:
         return self.n_layers * self.d_mlp
 
+    @cached_property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.hf_model.parameters())
+
     def info(self) -> dict:
         """Architecture facts as plain JSON types."""
         return {
@@ -177,7 +181,7 @@ class Model:
             "logit_softcap": self.weights.logit_softcap,
             "prepends_bos": self.prepends_bos,
             "n_neurons": self.n_neurons,
-            "n_params": sum(p.numel() for p in self.hf_model.parameters()),
+            "n_params": self.n_params,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }

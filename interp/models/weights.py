@@ -141,6 +141,20 @@ class NeuronWeights:
         # Gemma 2's cap * tanh(logit / cap): monotone, so rankings hold, but no sum of components is the logit
         self.logit_softcap: float | None = getattr(hf_config, "final_logit_softcapping", None) or None
 
+    def neuron_norms(self, layer: int) -> dict[str, torch.Tensor]:
+        """Per neuron of ``layer``: the L2 norm of its output (``out``), input (``up``) and, GLU, gate (``gate``)
+        weight vectors, float32 on the CPU; computed once per layer until its weights change (each card reads
+        its layer's medians)."""
+        sides = {"out": self.W_out[layer].T, "up": self.W_in[layer]}
+        if self.is_glu:
+            sides["gate"] = self.W_gate[layer]
+        stamp = tuple((m.data_ptr(), m._version) for m in sides.values())
+        memo = self.__dict__.setdefault("_norms", {})
+        if memo.get(layer, (None,))[0] != stamp:
+            with torch.no_grad():
+                memo[layer] = (stamp, {side: m.float().norm(dim=1).cpu() for side, m in sides.items()})
+        return memo[layer][1]
+
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
         return linear_weight(self._bridge.unembed).T

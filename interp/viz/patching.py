@@ -108,3 +108,27 @@ def per_pair_boxes(result) -> go.Figure:
 @figures_for("faithfulness")
 def faithfulness_figures(result) -> dict:
     return {"intervals": interval_dots(result), "per pair": per_pair_boxes(result)}
+
+
+def layer_curves(result) -> go.Figure:
+    """A neuron_faithfulness Result: each method's pooled Pearson with activation patching per layer (bootstrap band
+    over pairs), one panel per position class, and the 0.8 line below which the cheap score is not trusted."""
+    s = result.table("summary")
+    s = s[s.layer >= 0]
+    classes = [c for c in ("subject", "last", "other") if c in set(s.cls)]
+    fig = px.line(s, x="layer", y="pearson", color="method", facet_col="cls", markers=True,
+                  category_orders={"cls": classes}, error_y=s.pearson_hi - s.pearson,
+                  error_y_minus=s.pearson - s.pearson_lo,
+                  labels={"pearson": "Pearson with activation patching", "cls": "position"},
+                  color_discrete_map={"attribution": "#2b6cb0", "relp": "#dd6b20"})
+    fig.add_hline(y=0.8, line_dash="dot", line_color="gray")
+    c = result.config
+    fig.update_layout(title=f"Single neurons, every layer: {c.dataset} (n={c.n} pairs), {c.n_random} random + top "
+                            f"{c.top_k} by |AtP| per layer and position; 95% bootstrap intervals over pairs",
+                      height=400, yaxis_range=[-0.3, 1.05])
+    return fig
+
+
+@figures_for("neuron_faithfulness")
+def neuron_faithfulness_figures(result) -> dict:
+    return {"per layer": layer_curves(result)}

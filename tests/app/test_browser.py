@@ -172,11 +172,15 @@ def test_neuron_card_opens_from_its_url(dashboard):
         page.wait_for_timeout(1500)
         text = page.inner_text("body")
         figures = page.locator('img[src^="data:image/svg+xml"]').evaluate_all("els => els.map(e => e.alt)")
+        forms_on_open = page.locator('[data-testid="stForm"]').count()
+        page.get_by_text("Dose-response", exact=True).click()  # the action bar draws the chosen action's form
+        page.get_by_role("button", name="Run the dose-response").wait_for(timeout=120_000)
+    assert forms_on_open == 0  # no action's form is drawn until it is chosen
     # the live card draws the activation histogram and the gate/up quadrant shares (inline SVG is sanitised away)
     assert any("histogram" in f for f in figures) and any("gate/up" in f for f in figures), figures
     for heading in ("Identity", "What it does (explanation)", "Decoding (LM head)", "Activations", "Patching",
                     "Factual recall", "Causal tracing",
-                    "Unlearning edits", "Bigram subnetwork", "Clamp", "Compare and share", "In stored graphs"):
+                    "Unlearning edits", "Bigram subnetwork", "Clamp, verify and share", "In stored graphs"):
         assert heading in text, heading
     assert repr(str(top_token)) in text and "29 · 236" in text and "Traceback" not in text
     # the Patching table's RelP row: method, pairs, metric, the neuron's score and its rank of the layer's 1536
@@ -187,6 +191,7 @@ def test_neuron_card_opens_from_its_url(dashboard):
 
 @pytest.mark.parametrize("path, expected", [
     ("patching", "Faithfulness to activation patching"),
+    ("patching", "Single neurons, every layer and position"),
     ("factual_recall", "Heads attending to the subject"),
     ("causal_tracing", "Ask the original and the edited model"),
     ("bigram_subnetwork", "corpus bigram"),

@@ -229,8 +229,21 @@ def test_neuron_card_page_shows_every_section_and_says_what_to_run(app):
     assert headings == ["Identity", "What it does (explanation)", "Decoding (LM head)", "Activations",
                         "Patching", "Factual recall", "Causal tracing", "In stored graphs", "Unlearning edits",
                         "Bigram subnetwork"], headings
-    assert [h.value for h in page.header][:2] == ["Clamp", "Compare and share"]
+    assert [h.value for h in page.header] == ["Clamp, verify and share"]
     assert any("Not computed yet" in b and "interp atlas -m tiny-llama" in b for b in bodies)  # no atlas stored
+    # the actions: none drawn until chosen, then only the chosen one's widgets
+    assert page.button_group(key="card_action").value is None
+    labels = {b.label for b in page.button}
+    assert not labels & {"Generate with the clamp held", "Run the dose-response", "Diff"}, labels
+    for action, button in (("Dose-response", "Run the dose-response"), ("Diff against a model", "Diff"),
+                           ("Generate with a clamp", "Generate with the clamp held")):
+        page.button_group(key="card_action").set_value(action).run()
+        assert not page.exception, (action, [e.value for e in page.exception])
+        labels = {b.label for b in page.button}
+        assert button in labels and not labels & ({"Run the dose-response", "Diff"} - {button}), (action, labels)
+    page.text_input(key="generate-value").set_value("5")
+    next(b for b in page.button if b.label == "Generate with the clamp held").click().run()
+    assert any("Clamped to 5:" in h.proto.body for h in page.get("html")) and not page.exception
     page.text_input(key="card_neuron").set_value("1.99999").run()
     assert any("out of range" in e.value for e in page.error) and not page.exception
 

@@ -60,8 +60,7 @@ def neurons_for(result: Result, token_id: int, k: int = 10, side: str = "out", b
 
 def neuron_tokens(result: Result, layer: int, neuron: int) -> pd.DataFrame:
     """All decoded rows of one neuron (every side, both signs)."""
-    df = result.table("decoded")
-    return df[(df.layer == layer) & (df.neuron == neuron)].reset_index(drop=True)
+    return neuron_rows(result, "decoded", layer, neuron).reset_index(drop=True)
 
 
 OWN_TOP = 10  # a token is among a neuron's own promoted tokens when it ranks within this many
@@ -230,32 +229,44 @@ def histogram(atlas: Result, layer: int, neuron: int) -> dict:
             "lo": lo[first:last].tolist(), "hi": hi[first:last].tolist()}
 
 
-def neuron_examples(atlas: Result, layer: int, neuron: int) -> pd.DataFrame:
-    """Every stored example row of one neuron, found through an index built once per atlas Result (a sort of
-    the examples by neuron; a card looked up by boolean masks over all of them, millions of rows, many times)."""
-    index = getattr(atlas, "_by_neuron", None)
-    if index is None:
-        ex = atlas.table("examples")
-        key = ex.layer.to_numpy().astype(np.int64) << 32 | ex.neuron.to_numpy().astype(np.int64)
+def neuron_rows(result: Result, table: str, layer: int, neuron: int) -> pd.DataFrame:
+    """Every row of one neuron in a Result's ``table`` (the atlas's examples, a decoding's tokens), found through an
+    index built once per Result and table (a sort by neuron; a card looked them up by boolean masks over all rows,
+    millions, many times)."""
+    indexes = result.__dict__.setdefault("_by_neuron", {})
+    if table not in indexes:
+        df = result.table(table)
+        key = df.layer.to_numpy().astype(np.int64) << 32 | df.neuron.to_numpy().astype(np.int64)
         order = np.argsort(key, kind="stable")
-        index = atlas._by_neuron = (key[order], order)
-    keys, order = index
+        indexes[table] = (key[order], order)
+    keys, order = indexes[table]
     want = np.int64(layer) << 32 | np.int64(neuron)
     lo, hi = np.searchsorted(keys, want, "left"), np.searchsorted(keys, want, "right")
-    return atlas.table("examples").iloc[order[lo:hi]]
+    return result.table(table).iloc[order[lo:hi]]
+
+
+def neuron_examples(atlas: Result, layer: int, neuron: int) -> pd.DataFrame:
+    """Every stored example row of one neuron in the atlas."""
+    return neuron_rows(atlas, "examples", layer, neuron)
+
+
+def example_records(atlas: Result, layer: int, neuron: int) -> list[dict]:
+    """The neuron's stored example rows as plain dicts, ordered by rank (a card reads them about ten times: kept
+    for the last neuron asked)."""
+    memo = atlas.__dict__.get("_records")
+    if memo is None or memo[0] != (layer, neuron):
+        rows = neuron_examples(atlas, layer, neuron).to_dict("records")
+        memo = atlas.__dict__["_records"] = ((layer, neuron), sorted(rows, key=lambda r: r["rank"]))
+    return memo[1]
 
 
 def stored_contexts(atlas: Result, layer: int, neuron: int, which: str) -> int:
     """How many of the neuron's ``which`` examples the atlas stored per-token activations for (0: none)."""
-    ex = neuron_examples(atlas, layer, neuron)
-    if "context" not in ex:
-        return 0
-    return int(((ex.which == which) & (ex.context >= 0)).sum())
+    return sum(r["which"] == which and r.get("context", -1) >= 0 for r in example_records(atlas, layer, neuron))
 
 
 def has_examples(atlas: Result, layer: int, neuron: int, which: str) -> bool:
-    ex = neuron_examples(atlas, layer, neuron)
-    return bool(((ex.which == which) & (ex.window >= 0)).any())
+    return any(r["which"] == which and r["window"] >= 0 for r in example_records(atlas, layer, neuron))
 
 
 def firing_mass(hist, top, bottom, n: int) -> tuple:
@@ -281,43 +292,29 @@ def contexts(model, result: Result, layer: int, neuron: int, which: str = "top",
     """The stored examples of a neuron (``which``: top, bottom, or a GLU quadrant such as ``g+u-``),
     each with the tokens and this neuron's per-token activations ``width`` tokens either side: read
     from the atlas where it stored them, else re-run exactly (one forward over at most k windows)."""
-    ex = neuron_examples(result, layer, neuron)
-    rows = ex[ex.which == which].sort_values("rank")
-    if rows.empty:
+    rows = [r for r in example_records(result, layer, neuron) if r["which"] == which]
+    if not rows:
         raise InterpError(f"the atlas has no neuron {layer}.{neuron} (layers {result.tensors['layers'].tolist()})")
-    rows = rows.head(k or len(rows))
-    rows = rows[rows.window >= 0]
-    tokens = result.tensors["tokens"].long()
+    rows = [r for r in rows[: k or len(rows)] if r["window"] >= 0]
+    tokens = result.tensors["tokens"]
     stored = result.tensors.get("context_acts")
-    if (stored is not None and "context" in rows and width <= int(result.metrics.get("context_width", -1))
-            and (rows.context >= 0).all()):
-        return _stored_contexts(model, result, rows, tokens, stored, width)
-    windows = torch.tensor(sorted(set(rows.window.tolist())))
-    site = hook_name("mlp_post", layer)
-    with record(model, [site]) as acts:
-        model(tokens[windows].to(model.device))
-    act = acts[site][..., neuron].float().cpu()  # [n_windows, seq_len]
-    slot = {int(w): i for i, w in enumerate(windows.tolist())}
+    T, W = tokens.shape[1], int(result.metrics.get("context_width", -1))
+    rerun = stored is None or width > W or not all(r.get("context", -1) >= 0 for r in rows)
+    if rerun:  # not stored: one forward over the windows
+        windows = sorted({int(r["window"]) for r in rows})
+        site = hook_name("mlp_post", layer)
+        with record(model, [site]) as acts:
+            model(tokens[windows].long().to(model.device))
+        act = acts[site][..., neuron].float().cpu()  # [n_windows, seq_len]
+        slot = {w: i for i, w in enumerate(windows)}
     out = []
-    for row in rows.itertuples():
-        i, p = slot[int(row.window)], int(row.pos)
-        lo, hi = max(0, p - width), min(tokens.shape[1], p + width + 1)
-        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
-                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
-                    "acts": act[i, lo:hi].tolist(), "center": p - lo})
-    return out
-
-
-def _stored_contexts(model, result, rows, tokens, stored, width: int) -> list[dict]:
-    """``contexts`` from the atlas's stored per-token activations (no forward pass)."""
-    W, T, out = int(result.metrics["context_width"]), tokens.shape[1], []
-    for row in rows.itertuples():
-        p = int(row.pos)
+    for r in rows:
+        p, w = int(r["pos"]), int(r["window"])
         lo, hi = max(0, p - width), min(T, p + width + 1)
-        acts = stored[int(row.context), W - (p - lo): W + (hi - p)].float().tolist()
-        out.append({"rank": int(row.rank), "activation": float(row.activation), "window": int(row.window), "pos": p,
-                    "tokens": [model.token_str(t) for t in tokens[row.window, lo:hi].tolist()],
-                    "acts": acts, "center": p - lo})
+        acts_ = (act[slot[w], lo:hi] if rerun else stored[int(r["context"]), W - (p - lo): W + (hi - p)])
+        out.append({"rank": int(r["rank"]), "activation": float(r["activation"]), "window": w, "pos": p,
+                    "tokens": [model.token_str(t) for t in tokens[w, lo:hi].tolist()], "acts": acts_.float().tolist(),
+                    "center": p - lo})
     return out
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from interp.analyses.neurons.read import (
     atlas_layers,
     atlas_row,
@@ -52,16 +50,10 @@ def _typical(ctx: CardContext) -> dict | None:
 @card_section("identity", "Identity", order=0)
 def identity_section(ctx: CardContext) -> Section:
     model, nid = ctx.model, ctx.neuron
-    w = model.weights
-    sides = {"out": w.W_out[nid.layer].T, "up": w.W_in[nid.layer]}
-    if model.is_glu:
-        sides["gate"] = w.W_gate[nid.layer]
     norms = {}
-    with torch.no_grad():
-        for side, vectors in sides.items():
-            layer_norms = vectors.float().norm(dim=1)
-            value, median = float(layer_norms[nid.index]), float(layer_norms.median())
-            norms[side] = {"value": value, "layer_median": median, "ratio": value / median if median else None}
+    for side, layer_norms in model.weights.neuron_norms(nid.layer).items():
+        value, median = float(layer_norms[nid.index]), float(layer_norms.median())
+        norms[side] = {"value": value, "layer_median": median, "ratio": value / median if median else None}
     return Section("identity", "Identity", {
         "layer": nid.layer, "index": nid.index, "model": model.spec, "weights_hash": model.weights_hash,
         "n_layers": model.n_layers, "d_mlp": model.d_mlp, "is_glu": model.is_glu,
@@ -86,10 +78,9 @@ def _identity_text(d: dict) -> str:
 
 # --- decoding ------------------------------------------------------------------------------------------
 
-def _tokens(rows, side: str) -> list[dict]:
-    part = rows[rows.side == side].sort_values("rank")
-    return [{"token": str(t), "token_id": int(i), "score": float(s)}
-            for t, i, s in zip(part.token, part.token_id, part.score)]
+def _tokens(rows: list[dict], side: str) -> list[dict]:
+    part = sorted((r for r in rows if r["side"] == side), key=lambda r: r["rank"])
+    return [{"token": str(r["token"]), "token_id": int(r["token_id"]), "score": float(r["score"])} for r in part]
 
 
 @card_section("decoding", "Decoding (LM head)", order=10)
@@ -102,13 +93,14 @@ def decoding_section(ctx: CardContext) -> Section:
     if dec is None:
         return section
     typical = _typical(ctx)
-    rows = neuron_tokens(dec, nid.layer, nid.index)
+    rows = neuron_tokens(dec, nid.layer, nid.index).to_dict("records")
     sign = typical["sign"] if typical else 1
     promoted, suppressed = ("out+", "out-") if sign > 0 else ("out-", "out+")
     section.data = {
         "typical_sign": typical["sign"] if typical else None,
         "promoted_side": promoted, "promoted": _tokens(rows, promoted), "suppressed": _tokens(rows, suppressed),
-        "inputs": {side: _tokens(rows, side) for side in ("up+", "up-", "gate+", "gate-") if (rows.side == side).any()},
+        "inputs": {side: _tokens(rows, side) for side in ("up+", "up-", "gate+", "gate-")
+                   if any(r["side"] == side for r in rows)},
         "note": ("the neuron fires negative (its strong activations in the atlas are negative), so it promotes "
                  "through its out- side: the tokens its output direction scores lowest" if sign < 0 else
                  "promoted: the tokens its output direction scores highest (it fires positive in the atlas)"

@@ -269,8 +269,9 @@ def activation_scores(model, config, batch, layers, base_metric, source_acts, cl
     return out
 
 
-def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
-    """Attribution patching (or RelP inside LRP mode): ``(a_source - a_base) . grad``."""
+def gradient_scores(model, config, batch, layers, metric, source_acts, every_position: bool = False) -> dict:
+    """Attribution patching (or RelP inside LRP mode): ``(a_source - a_base) . grad``; ``every_position``: the
+    neurons' scores at every position (``[batch, pos, d_mlp]``), not at ``neuron_pos`` only."""
     base, _ = _runs(config, batch)
     B, T = base.shape
     npos = neuron_positions(config, batch)
@@ -289,6 +290,8 @@ def gradient_scores(model, config, batch, layers, metric, source_acts) -> dict:
             out[(component, layer)] = contrib.sum(-1).masked_fill(past_end, float("nan"))
         elif component == "heads":
             out[(component, layer)] = contrib.sum((1, 3))
+        elif every_position:
+            out[(component, layer)] = contrib
         else:
             out[(component, layer)] = contrib[pairs, npos]
             if config.neurons:  # the neurons asked for; the rest are left out of the Result, as in activation
