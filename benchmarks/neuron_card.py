@@ -16,6 +16,7 @@ Results (not timed: a process does that once), then for each embedded model:
 
     python benchmarks/neuron_card.py                       # both embedded models, 50 neurons each
     python benchmarks/neuron_card.py --models smollm2-135m --n 10
+    python benchmarks/neuron_card.py --phases build        # the card's build alone, no browser
 """
 
 from __future__ import annotations
@@ -166,8 +167,30 @@ def sample_neurons(spec: str, n: int, seed: int) -> list[str]:
     return [f"{rng.randrange(shape[0])}.{rng.randrange(shape[1])}" for _ in range(n)]
 
 
+def build_times(models: list[str], n: int) -> None:
+    """The card's build alone (no page), in this process: ``Workbench.card`` for ``n`` random neurons per model
+    after a warm-up (the model and its Results loaded, the indexes built)."""
+    from interp.workbench import Workbench
+
+    for spec in models:
+        wb = Workbench(spec)
+        for neuron in sample_neurons(spec, 3, seed=99):
+            wb.card(neuron)
+        times = []
+        for neuron in sample_neurons(spec, n, seed=0):
+            started = time.perf_counter()
+            wb.card(neuron)
+            times.append(time.perf_counter() - started)
+        print(f"[{spec}] card build (Workbench.card, no page): median {1000 * np.median(times):.1f} ms, "
+              f"p95 {1000 * np.percentile(times, 95):.1f} ms (n={n})", flush=True)
+
+
 async def main(args) -> None:
     from playwright.async_api import async_playwright
+
+    if args.phases == ["build"]:
+        build_times(args.models, args.n)
+        return
 
     port, trivial_port = free_port(), free_port()
     url, trivial_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{trivial_port}"
@@ -264,5 +287,6 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--per-session", type=int, default=5)
     parser.add_argument("--phases", type=lambda s: s.split(","), default=["open", "sessions"],
-                        help="open (URL open, switch, explorer baseline per model) and/or sessions")
+                        help="open (URL open, switch, explorer baseline per model) and/or sessions; or build alone "
+                        "(the card's build time in this process, no browser)")
     asyncio.run(main(parser.parse_args()))

@@ -26,7 +26,14 @@ def main() -> None:
     import torch
 
     import interp
-    from interp.analyses.patching.engine import PatchingConfig, _runs, baseline, gradient_scores, load_pairs_for, prepare
+    from interp.analyses.patching.engine import (
+        PatchingConfig,
+        _runs,
+        baseline,
+        gradient_scores,
+        load_pairs_for,
+        prepare,
+    )
     from interp.analyses.patching.neuron_faithfulness import _patch_item, position_classes, sample
 
     model = interp.load_model(args.model)
