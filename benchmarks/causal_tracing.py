@@ -7,7 +7,7 @@ On the embedded model, for one fact ("The capital of France is" -> " Paris"), me
   subject on), ``--samples`` noise samples, with restorations batched 256 rows a pass;
 - the same with one restoration per forward pass (its noise samples still batched);
 - the ratio, and a check that both give the same effects;
-- the wall time of the default unlearning run (constrained and unconstrained, 10 facts).
+- the wall time of the default unlearning run (the trace and every method, 10 facts).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     if not args.skip_unlearning:
         start = time.perf_counter()
         result = interp.run("unlearning", model)
-        print(f"unlearning (trace + constrained + unconstrained, {result.metrics['n_forget']} facts): "
+        print(f"unlearning (trace + every method, {result.metrics['n_forget']} facts): "
               f"{time.perf_counter() - start:.0f} s")
         for note in result.notes:
             print(" ", note)

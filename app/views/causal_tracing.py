@@ -1,4 +1,4 @@
-"""Causal tracing (ROME) and unlearning (SHA256's constrained training, NPO, a rank-one edit)."""
+"""Causal tracing (ROME) and unlearning (SHA256's constrained training, NPO, a rank-one edit, MEMIT, RMU)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ st.header("Unlearning")
 with st.expander("Unlearn the forget set", expanded=False):
     st.caption("Trains a private copy of the model (the shared one is never edited); about 3 minutes on 2 CPU "
                "cores for the embedded model.")
-    if st.button("Run unlearning (SHA256, NPO, rank-one)"):
+    if st.button("Run unlearning (SHA256, NPO, rank-one, MEMIT, RMU)"):
         start_job("unlearn-job", "unlearning")
     job_panel("unlearn-job")
 result = choose_run("unlearning", "Figures and the edited models")
@@ -54,19 +54,26 @@ if result is None:
     st.stop()
 for note in result.notes:
     st.info(note)
+m = result.metrics
 st.caption(f"Split: forget `{result.config.forget}`, retain `{result.config.retain}` · MLP layers "
-           f"{result.metrics['layers']} (from {result.metrics['layers_from']}); {result.metrics['n_forget']} facts "
-           f"to forget, {result.metrics['n_retain']} to retain ({result.run_id})")
+           f"{m['layers']} (from {m['layers_from']}); {m['n_forget']} facts to forget; of the retain facts the "
+           f"methods used {m.get('n_retain_used', '?')}, and {m['n_retain']} they never saw give retain kept "
+           f"({result.run_id})")
 cols = st.columns(2)
 cols[0].plotly_chart(unlearning_bars(result), width="stretch", key="ul-bars")
 log = result.table("log")
 if len(log):
-    fig = px.line(log, x="step", y=["forget_ce", "retain_ce"], facet_col="run", title="Training losses")
+    fig = px.line(log, x="step", y=["forget_ce", "retain_ce"], facet_col="run", facet_col_wrap=4,
+                  title="Training losses (memit: the target's margin loss per round)", height=420)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     cols[1].plotly_chart(fig, width="stretch", key="ul-log")
 st.dataframe(result.table("summary"), hide_index=True)
+if "split" in result.tables:
+    with st.expander("The split: which retain facts the methods used, and which they never saw"):
+        st.dataframe(result.table("split"), hide_index=True)
 
 st.subheader("Ask the original and the edited model")
-variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained", "npo", "rank_one")
+variant = st.radio("Edited model", [v for v in ("constrained", "unconstrained", "npo", "rank_one", "memit", "rmu")
                                     if v in result.metrics], horizontal=True)
 edit = result.metrics[variant]["edit"]
 if not wb.has_edit(edit):  # a committed run ships its tables, not its edited weights (tens of MB per variant)

@@ -108,7 +108,7 @@ def _unlearning(r: Result) -> dict[str, str]:
         if arm in m:
             a = m[arm]
             where = f"MLPs {', '.join(map(str, m['layers']))}" if arm == "constrained" else "all blocks"
-            out[f"unlearning, {arm}: forget acc · retain kept · ppl (trained)"] = (
+            out[f"unlearning, {arm}: forget acc · unseen retain kept · ppl (trained)"] = (
                 f"{a['forget_acc']:.1f} · {a['retain_kept']:.0%} · {a['perplexity_change']:+.1%} ({where})")
     return out
 
@@ -134,8 +134,8 @@ def headlines(results: Iterable[Result]) -> dict[str, str]:
     for r in sorted(results, key=lambda r: r.provenance.get("created", ""), reverse=True):
         if r.analysis == "patching":
             patching.append(r)
-        elif r.analysis == "unlearning" and r.config.forget != "builtin:forget":
-            continue  # the table compares the builtin split
+        elif r.analysis == "unlearning" and (r.config.forget != "builtin:forget" or r.config.layers):
+            continue  # the table compares the builtin split's full run (layers from its trace), not a variant
         else:
             newest.setdefault(r.analysis, r)
     out: dict[str, str] = {}

@@ -107,7 +107,8 @@ def unlearning_section(ctx: CardContext) -> Section:
         ch = r.table("neuron_changes")
         mine = ch[(ch.layer == nid.layer) & (ch.neuron == nid.index)]
         for row in mine.to_dict("records"):
-            rows.append({**row, "layers": r.metrics.get("layers"), "forget": r.config.forget,
+            kept = r.metrics.get(row["variant"], {}).get("retain_kept")
+            rows.append({**row, "kept": kept, "layers": r.metrics.get("layers"), "forget": r.config.forget,
                          "retain": r.config.retain, "run": r.run_id, "path": path})
         section.sources.append(path)
     if rows:
@@ -124,10 +125,11 @@ def unlearning_section(ctx: CardContext) -> Section:
 @unlearning_section.html
 def _unlearning_html(section: Section, nid) -> str:
     edits = section.data["edits"]
-    show = ["forget", "retain"] + [c for c in edits[0] if c == "variant" or c.startswith(("d_", "act_"))]
+    show = ["forget", "retain"] + [c for c in edits[0] if c in ("variant", "kept") or c.startswith(("d_", "act_"))]
     return ("<p class='note'>One row per stored edit, labelled by its split (the forget and retain sets) and "
             "variant. d_*: relative change |ΔW|/|W| of its gate row, up row and down column; act_*: its "
-            "mean activation at the last token of the forget and the retain prompts, before and after.</p>"
+            "mean activation at the last token of the forget and the retain prompts (those no method saw), "
+            "before and after; kept: the share of those retain facts the edit keeps.</p>"
             + table_html(edits, show))
 
 

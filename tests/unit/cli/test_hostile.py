@@ -149,6 +149,8 @@ CASES = [
     # bigram subnetworks
     (["unlearn", "-m", "tiny-llama", "--methods", "forgetting"], "methods (--methods): 'forgetting' is not one of"),
     (["unlearn", "-m", "tiny-llama", "--npo-beta", "0"], "npo_beta (--npo-beta) must be more than 0, got 0"),
+    (["unlearn", "-m", "tiny-llama", "--retain-unseen", "1"], "retain_unseen (--retain-unseen) must be at most 0.9"),
+    (["unlearn", "-m", "tiny-llama", "--memit-keep", "0"], "memit_keep (--memit-keep) must be more than 0, got 0"),
     (["faithfulness", "-m", "tiny-llama", "--n-boot", "3"], "n_boot (--n-boot) must be at least 10, got 3"),
     (["faithfulness", "-m", "tiny-llama", "--methods", "activation"], "methods (--methods): 'activation' is not one"),
     (["faithfulness", "-m", "tiny-llama", "-d", "ioi", "--n", "3"], "no stored activation patching of resid"),

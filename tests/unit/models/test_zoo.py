@@ -189,7 +189,7 @@ def test_lrp_conserves_where_the_rules_apply(zoo):
 
 
 def test_masks_and_trainable_parameters_find_attention_and_mlp(zoo):
-    from interp.analyses.facts.unlearning import trainable_names
+    from interp.analyses.facts.unlearn_methods import trainable_names
     from interp.tracing.masks import maskable
 
     for scope in ("attn", "mlp"):
