@@ -39,6 +39,17 @@ def _runs_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_RUNS", str(tmp_path / "runs"))
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one thread: a Ray actor reserves as many cores as the driver runs threads, so two fit on 2 cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2():
     from interp.models import load_model

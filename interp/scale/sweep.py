@@ -4,8 +4,9 @@ Activation patching (chunks of patched rows of one component and layer) and caus
 tracing (one fact each) are sweeps: every item is the same computation wherever it runs,
 so a sweep over actors gives the Result of one process, item for item. ``sweep``:
 
-- runs the items not yet ``done`` (``workers=1``: here; more: a ``Pool`` of actors, one
-  model each, results folded as they arrive, in any order);
+- runs the items not yet ``done`` (``workers=1``: here; more: a ``Pool`` of Ray actors, one
+  model each, or with ``launcher="submitit"`` a SLURM array job of ``workers`` tasks
+  (``interp.scale.slurm``), results folded as they arrive, in any order);
 - hands each result to ``fold(key, out)``;
 - every ``every`` folded items calls ``save(done_keys)``, where the caller writes what it has
   accumulated and the done keys atomically, so a run killed at any point (even SIGKILL)
@@ -32,7 +33,7 @@ from interp.storage.cache import Entry, load_tensors, save_tensors
 def sweep(model, items: dict[int, object], run: Callable, fold: Callable[[int, object], None], args: tuple = (),
           workers: int = 1, done: frozenset | set = frozenset(), every: int = 0,
           save: Callable[[list[int]], None] | None = None, weight: Callable[[object], int] = lambda item: 1,
-          desc: str = "sweep", unit: str = "item") -> None:
+          desc: str = "sweep", unit: str = "item", launcher: str = "ray") -> None:
     """Run ``run(model, item, *args)`` for every item whose key is not in ``done``; see the module docstring."""
     todo = {k: v for k, v in items.items() if k not in done}
     finished = sorted(done)
@@ -40,7 +41,10 @@ def sweep(model, items: dict[int, object], run: Callable, fold: Callable[[int, o
     with bar(total=sum(weight(v) for v in items.values()), desc=desc, unit=unit,
              initial=sum(weight(items[k]) for k in done if k in items)) as progress:
         if workers > 1 and len(todo) > 1:
-            from interp.scale.ray_backend import Pool
+            if launcher == "submitit":
+                from interp.scale.slurm import ArrayPool as Pool
+            else:
+                from interp.scale.ray_backend import Pool
 
             with Pool(model, min(workers, len(todo))) as pool:
                 shared = tuple(pool.put(a) for a in args)  # sent once, not once per item
@@ -79,7 +83,7 @@ def _folded(key, out, fold, finished: list, since: int, every: int, save) -> int
 
 
 def checkpointed_sweep(model, items: dict[int, object], run: Callable, args: tuple, entry: Entry, what: str,
-                       workers: int = 1, every: int = 0, **bar) -> dict[int, object]:
+                       workers: int = 1, every: int = 0, launcher: str = "ray", **bar) -> dict[int, object]:
     """Every item's output, from ``entry``'s checkpoint where an earlier run got that far and from
     ``sweep`` for the rest; saved every ``every`` items and cleared once all are done (``every=0``:
     no checkpoints). ``bar`` goes to ``sweep`` (``weight``, ``desc``, ``unit``)."""
@@ -89,7 +93,7 @@ def checkpointed_sweep(model, items: dict[int, object], run: Callable, args: tup
         tqdm.write(f"resuming the {what} from a checkpoint: {len(outputs)} of {len(items)} items done",
                    file=sys.stderr)
     sweep(model, items, run, outputs.__setitem__, args, workers=workers, done=set(outputs), every=every,
-          save=lambda done: _save_outputs(entry, outputs, done), **bar)
+          save=lambda done: _save_outputs(entry, outputs, done), launcher=launcher, **bar)
     if every:
         entry.clear()
     return outputs

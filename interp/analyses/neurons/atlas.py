@@ -87,7 +87,9 @@ class AtlasConfig(Config):
                              "a BOS is always left out", min=0)
     checkpoint_every: int = option(10, "batches between checkpoints (0: off)", min=0)
     workers: int = option(1, "Ray workers (needs Ray); 1: in-process", flags=("-w",), min=1)
-    NOT_IDENTITY = ("workers", "checkpoint_every")
+    launcher: str = option("ray", "where --workers run: ray (actors on a local or RAY_ADDRESS cluster) or submitit "
+                           "(a SLURM array job; local processes where SLURM is absent)", choices=("ray", "submitit"))
+    NOT_IDENTITY = ("workers", "checkpoint_every", "launcher")
 
 
 def skipped(model, config: AtlasConfig) -> int:
@@ -170,7 +172,7 @@ def _sharded(model, tokens, layers, config, n_batches, workers) -> AtlasReducer:
     args = (tokens, layers, config.batch_size, config.k, skipped(model, config))
     sweep(model, chunks, _atlas_chunk, fold, args, workers=workers, every=1 if config.checkpoint_every else 0,
           save=lambda _: _save_checkpoint(ckpt, reducer, done) if len(done) < n_batches else None,
-          weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok")
+          weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok", launcher=config.launcher)
     return reducer
 
 

@@ -57,7 +57,9 @@ class TraceConfig(Config):
     workers: int = option(1, "Ray workers, facts shared among them (needs Ray); 1: in-process",
                           flags=("-w",), min=1)
     checkpoint_every: int = option(1, "facts between checkpoints (0: off)", min=0)
-    NOT_IDENTITY = ("workers", "checkpoint_every")
+    launcher: str = option("ray", "where --workers run: ray (actors on a local or RAY_ADDRESS cluster) or submitit "
+                           "(a SLURM array job; local processes where SLURM is absent)", choices=("ray", "submitit"))
+    NOT_IDENTITY = ("workers", "checkpoint_every", "launcher")
 
 
 def window_size(model, window: int) -> int:
@@ -153,7 +155,7 @@ def _trace_sweep(model, config: TraceConfig, known) -> dict[int, dict]:
 
     return checkpointed_sweep(model, items, _trace_item, (config,), entry, "causal tracing", workers=config.workers,
                               every=config.checkpoint_every, weight=restorations, desc="causal tracing",
-                              unit="restoration")
+                              unit="restoration", launcher=config.launcher)
 
 
 @register("causal_tracing", TraceConfig)

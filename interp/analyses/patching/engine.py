@@ -84,7 +84,9 @@ class PatchingConfig(Config):
     workers: int = option(1, "Ray workers for activation patching (needs Ray); 1: in-process",
                           flags=("-w",), min=1)
     checkpoint_every: int = option(25, "activation patching: forward passes between checkpoints (0: off)", min=0)
-    NOT_IDENTITY = ("batch_rows", "workers", "checkpoint_every")
+    launcher: str = option("ray", "where --workers run: ray (actors on a local or RAY_ADDRESS cluster) or submitit "
+                           "(a SLURM array job; local processes where SLURM is absent)", choices=("ray", "submitit"))
+    NOT_IDENTITY = ("batch_rows", "workers", "checkpoint_every", "launcher")
 
     def check(self, model) -> None:
         """The checks that need the model (the fields' own are declared with them)."""
@@ -256,7 +258,7 @@ def activation_scores(model, config, batch, layers, base_metric, source_acts, cl
         args = (config, batch.to("cpu"), {k: v.cpu() for k, v in source_acts.items()}, clean_last.cpu())
     outputs = checkpointed_sweep(model, items, activation_item, args, entry, "activation patching",
                                  workers=config.workers, every=config.checkpoint_every, weight=lambda item: item[3],
-                                 desc="activation patching", unit="run")
+                                 desc="activation patching", unit="run", launcher=config.launcher)
     out = {}
     rows = {c: unit_rows(model, c, batch, config.neurons) for c in config.components}
     for component in config.components:

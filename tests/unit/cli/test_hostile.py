@@ -140,6 +140,7 @@ CASES = [
     (["trace", "-m", "tiny-llama", "--noise", "nan"], "noise (--noise) must be a finite number, got nan"),
     (["trace", "-m", "tiny-llama", "--noise", "-1"], "noise (--noise) must be at least 0, got -1"),
     (["trace", "-m", "tiny-llama", "--samples", "0"], "samples (--samples) must be at least 1, got 0"),
+    (["trace", "-m", "tiny-llama", "--launcher", "pbs"], "launcher (--launcher): 'pbs' is not one of"),
     (["trace", "-m", "tiny-llama", "--kind", "brain"], "kinds (--kinds): 'brain' is not one of"),
     (["trace", "-m", "tiny-llama", "-f", "{tmp}/facts.jsonl"], "answers none of the 1 facts correctly"),
     (["unlearn", "-m", "tiny-llama", "--lr", "-1"], "lr (--lr) must be more than 0, got -1"),

@@ -41,9 +41,11 @@ def test_worker_cap_follows_the_cluster(cluster):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # within the cluster's CPUs: no cap, no warning
-        assert worker_cap(cluster - 1) == cluster - 1 > (os.cpu_count() or 1)
+        assert worker_cap(cluster - 1, threads=1) == cluster - 1 > (os.cpu_count() or 1)
     with pytest.warns(UserWarning, match=f"the Ray cluster's {cluster} CPUs; using {cluster}"):
-        assert worker_cap(cluster + 10) == cluster
+        assert worker_cap(cluster + 10, threads=1) == cluster
+    with pytest.warns(UserWarning, match="at 4 threads an actor"):  # each actor reserves the cores it runs threads on
+        assert worker_cap(cluster, threads=4) == cluster // 4
 
 
 def test_worker_cap_without_a_cluster():
@@ -51,7 +53,19 @@ def test_worker_cap_without_a_cluster():
 
     assert not ray.is_initialized()
     with pytest.warns(UserWarning, match="cores here"):
-        assert worker_cap(10_000) == os.cpu_count()
+        assert worker_cap(10_000, threads=1) == os.cpu_count()
+
+
+def test_placement_reserves_what_an_actor_uses():
+    """A CPU actor reserves as many CPUs as it runs threads; a cuda actor one GPU; an auto actor its share of the
+    free GPUs; a local GPU cluster leaves out the GPUs the driver's model holds."""
+    from interp.scale.ray_backend import free_gpus, placement
+
+    assert placement("cpu", 3, 4, 0) == {"num_cpus": 4, "num_gpus": 0, "device": "cpu", "threads": 4}
+    assert placement("cuda:0", 3, 4, 8) == {"num_cpus": 0, "num_gpus": 1, "device": "cuda", "threads": 4}
+    assert placement("auto", 2, 4, 7)["num_gpus"] == 3 and placement("auto", 2, 4, 7)["device"] == "auto"
+    assert placement("auto", 4, 4, 2)["num_gpus"] == 1
+    assert free_gpus(4, {0}) == [1, 2, 3] and free_gpus(4, {0, 1, 2, 3}) == [] and free_gpus(2, set()) == [0, 1]
 
 
 def test_sweep_skips_what_is_done_and_saves_as_it_goes():
@@ -78,7 +92,7 @@ def _same(a, b):
         torch.testing.assert_close(a.tensors[name], b.tensors[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
-def test_patching_workers_equal_one_process(tiny_llama):
+def test_patching_workers_equal_one_process(tiny_llama, one_thread):
     local = engine.run(tiny_llama, _patch_config(), pairs=PAIRS)
     try:
         sharded = engine.run(tiny_llama, _patch_config(workers=2), pairs=PAIRS)
@@ -120,7 +134,7 @@ def _known(model):
     return pd.DataFrame(rows)
 
 
-def test_tracing_workers_equal_one_process(tiny_llama):
+def test_tracing_workers_equal_one_process(tiny_llama, one_thread):
     config = TraceConfig(samples=2, batch_rows=16)
     known = _known(tiny_llama)
     local = causal_tracing._trace_sweep(tiny_llama, config, known)
@@ -160,7 +174,9 @@ def test_sharded_atlas_resumes_after_sigkill(tmp_path):
     corpus.write_text("Neurons fire on some tokens and not on others; a histogram keeps the shape. " * 30)
     args = [sys.executable, "-m", "interp.cli", "atlas", "-m", "tiny-gpt2", "-c", str(corpus), "-n", "1024",
             "--seq-len", "32", "--batch-size", "2", "-k", "3", "--checkpoint-every", "2", "--json"]
-    killed = {**os.environ, "INTERP_RUNS": str(tmp_path / "killed"), "INTERP_ATLAS_THROTTLE_S": "0.5"}
+    # one thread a process: each actor reserves the cores of the driver's threads, so two actors fit on 2 cores
+    killed = {**os.environ, "INTERP_RUNS": str(tmp_path / "killed"), "INTERP_ATLAS_THROTTLE_S": "0.5",
+              "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*args, "--workers", "2"], env=killed, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     progress = tmp_path / "killed" / "neuron_atlas" / ".checkpoints"
@@ -175,6 +191,7 @@ def test_sharded_atlas_resumes_after_sigkill(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the atlas from a checkpoint" in resumed.stderr
-    fresh = subprocess.run(args, env={**os.environ, "INTERP_RUNS": str(tmp_path / "fresh")}, capture_output=True,
+    fresh = subprocess.run(args, env={**os.environ, "INTERP_RUNS": str(tmp_path / "fresh"), "OMP_NUM_THREADS": "1"},
+                           capture_output=True,
                            text=True, timeout=300)
     _same(interp.load_result(json.loads(resumed.stdout)["path"]), interp.load_result(json.loads(fresh.stdout)["path"]))

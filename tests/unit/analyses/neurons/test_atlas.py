@@ -119,7 +119,7 @@ def _assert_same(a, b):
         torch.testing.assert_close(a.tensors[name], b.tensors[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
-def test_ray_workers_give_the_same_result(tiny_llama, corpus):
+def test_ray_workers_give_the_same_result(tiny_llama, corpus, one_thread):
     pytest.importorskip("ray")
     import ray
 
@@ -141,7 +141,7 @@ def test_bad_corpora_and_workers(tiny_llama, tmp_path):
     with pytest.warns(UserWarning, match="more than the .* cores"):
         from interp.scale.ray_backend import worker_cap
 
-        assert worker_cap(10_000) == os.cpu_count()
+        assert worker_cap(10_000, threads=1) == os.cpu_count()
 
 
 def test_active_on_text(tiny_llama, corpus):
