@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +78,8 @@ def _folded(key, out, fold, finished: list, since: int, every: int, save) -> int
     fold(key, out)
     finished.append(key)
     since += 1
+    if float(os.environ.get("INTERP_SWEEP_THROTTLE_S", "0")):  # tests slow the folds to kill a run mid-way
+        time.sleep(float(os.environ["INTERP_SWEEP_THROTTLE_S"]))
     if every and save is not None and since >= every:
         save(sorted(finished))
         return 0

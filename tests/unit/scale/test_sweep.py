@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,4 +195,37 @@ def test_sharded_atlas_resumes_after_sigkill(tmp_path):
     fresh = subprocess.run(args, env={**os.environ, "INTERP_RUNS": str(tmp_path / "fresh"), "OMP_NUM_THREADS": "1"},
                            capture_output=True,
                            text=True, timeout=300)
+    _same(interp.load_result(json.loads(resumed.stdout)["path"]), interp.load_result(json.loads(fresh.stdout)["path"]))
+
+
+@pytest.mark.parametrize("command", ["patch", "trace"])
+def test_sharded_patching_and_tracing_resume_after_sigkill(command, tiny_llama, tmp_path):
+    """SIGKILL the driver of a two-worker sweep after a checkpoint (and the Ray processes it started), rerun it:
+    it resumes from the checkpoint and gives the one-process Result."""
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in PAIRS))
+    facts = _known(tiny_llama).drop(columns="answer_id")
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in facts.to_dict("records")))
+    args = {"patch": ["patch", "--method", "activation", "-d", str(tmp_path / "pairs.jsonl"), "--n", "3",
+                      "--components", "mlp_out,heads", "--batch-rows", "7"],
+            "trace": ["trace", "-f", str(tmp_path / "facts.jsonl"), "--n", "3", "--samples", "2",
+                      "--batch-rows", "16"]}[command]
+    args = [sys.executable, "-m", "interp.cli", *args, "-m", "tiny-llama", "--checkpoint-every", "1", "--json"]
+    # one thread a process, so two actors fit on 2 cores; each fold waits, so the kill lands mid-run
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INTERP_RUNS": str(tmp_path / "killed")}
+    proc = subprocess.Popen([*args, "--workers", "2"], env={**env, "INTERP_SWEEP_THROTTLE_S": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    analysis = {"patch": "patching", "trace": "causal_tracing"}[command]
+    progress = tmp_path / "killed" / analysis / ".checkpoints"
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(progress.glob("*/progress.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(next(progress.glob("*/progress.json")).read_text())["done"]
+    resumed = subprocess.run([*args, "--workers", "2"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    said = re.search(r"from a checkpoint: (\d+) of (\d+)", resumed.stderr)
+    assert said and 0 < int(said[1]) == len(done) < int(said[2])  # killed mid-run, resumed from where it was
+    fresh = subprocess.run(args, env={**env, "INTERP_RUNS": str(tmp_path / "fresh")}, capture_output=True, text=True,
+                           timeout=300)
     _same(interp.load_result(json.loads(resumed.stdout)["path"]), interp.load_result(json.loads(fresh.stdout)["path"]))
