@@ -40,6 +40,8 @@ test: install
 	$(VENV)/bin/lint-imports --no-logo   # pyproject.toml: layers, independent technique folders, no cycles
 	$(PY) scripts/stale_figures.py       # README benchmark figures whose timed files changed since measured
 	INTERP_QUICK=1 $(PY) -m pytest $(PYTEST_ARGS) tests notebooks --nbmake
+	# the part of the unit suite that passes in bfloat16, about a minute (chosen by benchmarks/bf16_suite.py)
+	INTERP_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --dtype bfloat16 $$(cat tests/bf16_fast.txt)
 
 # The notebooks' full runs, executed in place (committed with these outputs; CI runs them with INTERP_QUICK=1).
 # kaleido renders each plotly figure as a PNG beside the interactive one, so the repository page shows it.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -50,10 +51,21 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         human(data)
 
 
+STRAY_DEVICE = "INTERP_STRAY_DEVICE"
+
+
 def load(spec: str, device: str, dtype: str):
+    """The command's model. With ``$INTERP_STRAY_DEVICE`` set (``meta``: the device-mixing check of
+    ``tests/unit/devices``), every tensor made afterwards without a device lands there, so a tensor that
+    would be made on the CPU and meet a GPU model's fails on the CPU alone."""
+    import torch
+
     from interp.models import load_model
 
-    return load_model(spec, device=device, dtype=dtype)
+    model = load_model(spec, device=device, dtype=dtype)
+    if os.environ.get(STRAY_DEVICE):
+        torch.set_default_device(os.environ[STRAY_DEVICE])
+    return model
 
 
 def parse_layers(text: str) -> tuple[int, ...]:

@@ -81,7 +81,7 @@ def count_bigrams(stream: Tensor, d_vocab: int, beta: float = 1.0) -> BigramTabl
     uniq, counts = keys.unique(return_counts=True)  # sorted: grouped by context
     cur, nxt = uniq // d_vocab, uniq % d_vocab
     context = torch.bincount(cur, weights=counts.double(), minlength=d_vocab).long()
-    row_ptr = torch.zeros(d_vocab + 1, dtype=torch.long)
+    row_ptr = torch.zeros(d_vocab + 1, dtype=torch.long, device="cpu")
     row_ptr[1:] = torch.bincount(cur, minlength=d_vocab).cumsum(0)
     unigram = torch.bincount(stream[1:], minlength=d_vocab)
     return BigramTable(d_vocab, row_ptr, nxt, counts, unigram, context, beta)

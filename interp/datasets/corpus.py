@@ -177,4 +177,4 @@ def window_tensor(model, source: str, seq_len: int, n_tokens: int):
     windows = [w for w in token_windows(model, load_corpus(source, model), seq_len, n_tokens) if len(w) == seq_len]
     if not windows:
         raise InterpError(f"corpus {source!r} has fewer than {seq_len} tokens; at least one full window is needed")
-    return torch.tensor(windows, dtype=torch.long)
+    return torch.tensor(windows, dtype=torch.long, device="cpu")

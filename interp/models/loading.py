@@ -45,8 +45,7 @@ from interp.storage.cache import atomic_dir, file_fingerprint
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-           "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -57,16 +56,18 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def load_model(
-    spec: str = EMBEDDED,
-    device: str | None = None,
-    dtype: torch.dtype | str | None = None,
-    trust_remote_code: bool = False,
-) -> Model:
+def load_model(spec: str = EMBEDDED, device: str | None = None, dtype: torch.dtype | str | None = None,
+               trust_remote_code: bool = False) -> Model:
     """Load ``spec`` and wrap it in a ``Model`` (see the module docstring for specs).
 
     ``device`` and ``dtype`` default to ``$INTERP_DEVICE`` and ``$INTERP_DTYPE`` when set, else
-    ``cpu`` and ``float32`` (the test suite's ``--device``/``--dtype`` options set them)."""
+    ``cpu`` and ``float32`` (the test suite's ``--device``/``--dtype`` options set them). Built on the
+    host whatever torch's default device (``$INTERP_STRAY_DEVICE``'s check sets it to meta)."""
+    with torch.device("cpu"):
+        return _load(spec, device, dtype, trust_remote_code)
+
+
+def _load(spec: str, device: str | None, dtype, trust_remote_code: bool) -> Model:
     if not str(spec).strip():
         raise InterpError(f"no model spec given (an empty -m): name one, e.g. {EMBEDDED}, a local directory, a "
                           ".gguf file or a Hugging Face id")
@@ -388,7 +389,7 @@ def random_weights(model: Model, seed: int = 0) -> Model:
 
     from transformers import AutoModelForCausalLM
 
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), torch.device("cpu"):  # drawn on the host: the same weights on every device
         torch.manual_seed(seed)
         hf = AutoModelForCausalLM.from_config(copy.deepcopy(model.hf_model.config), torch_dtype=model.dtype)
     hf = hf.to(model.device).eval().requires_grad_(False)

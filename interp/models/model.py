@@ -268,14 +268,15 @@ class Model:
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
         pad = self.tokenizer.eos_token_id if pad is None else pad
-        tokens = torch.full((len(rows), width), int(pad or 0), dtype=torch.long)
+        tokens = torch.full((len(rows), width), int(pad or 0), dtype=torch.long, device=self.device)
         for i, row in enumerate(rows):
-            tokens[i, : len(row)] = torch.tensor(row)
-        lengths = torch.tensor([len(r) for r in rows])
-        return TokenBatch(tokens.to(self.device), lengths.to(self.device))
+            tokens[i, : len(row)] = torch.tensor(row, device=self.device)
+        lengths = torch.tensor([len(r) for r in rows], device=self.device)
+        return TokenBatch(tokens, lengths)
 
     def to_str_tokens(self, text: str | Tokens | list[int], prepend_bos: bool | None = None) -> list[str]:
-        ids = self.encode(text, prepend_bos) if isinstance(text, str) else torch.as_tensor(text).flatten().tolist()
+        ids = (self.encode(text, prepend_bos) if isinstance(text, str)
+               else torch.as_tensor(text, device="cpu").flatten().tolist())
         return [self.tokenizer.decode([i]) for i in ids]
 
     def token_id(self, token: str, policy: str = "single") -> int:
@@ -332,6 +333,12 @@ class Model:
     def __call__(self, tokens: Tokens) -> Logits:
         with self.lock:
             return self.bridge(tokens.to(self.device))
+
+    def run_for_hooks(self, tokens: Tokens) -> None:
+        """A forward pass run for what its hooks read; a hook may end it early by raising the bridge's
+        ``StopAtLayerException`` (the streamed atlas does, after its last layer)."""
+        with self.lock:
+            self.bridge(tokens.to(self.device))
 
     def hook_point(self, name: str):
         try:

@@ -158,7 +158,7 @@ def forward_bytes(model, rows: int, seq: int, grad: bool = False) -> float:
 
     Without gradients: the residual stream and one layer's MLP and attention at a time, plus
     the logits (float32). With them, every layer's activations stay for the backward pass."""
-    b = torch.empty((), dtype=model.dtype).element_size()
+    b = torch.empty((), dtype=model.dtype, device="meta").element_size()
     tokens = rows * seq
     per_layer = tokens * (6 * model.d_model + 3 * model.d_mlp) * b + rows * model.n_heads * seq * seq * b * 2
     logits = tokens * model.d_vocab * 4

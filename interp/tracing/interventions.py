@@ -161,8 +161,8 @@ def neuron_writes(model, neurons: Iterable, values, positions: Index = None) -> 
     for n, v in zip(neurons, values):
         per_layer[n.layer][0].append(n.index)
         per_layer[n.layer][1].append(float(v))
-    return [Write(NeuronId(layer, 0).hook, positions=positions, units=ix, value=torch.tensor(vs), outer=True)
-            for layer, (ix, vs) in per_layer.items()]
+    return [Write(NeuronId(layer, 0).hook, positions=positions, units=ix, value=torch.tensor(vs, device="cpu"),
+                  outer=True) for layer, (ix, vs) in per_layer.items()]
 
 
 @contextmanager

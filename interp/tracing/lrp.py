@@ -104,7 +104,7 @@ def mlp_taps(model, layer: int) -> tuple[dict[str, Tensor], list, float]:
     """Hooks that keep layer ``layer``'s MLP inputs for a hook at ``hook_post`` to rebuild it: ``seen`` gets the
     pre-activation (``"pre"``) and, for GLU models, the up projection (``"up"``); also the activation's slope
     at 0 (for ``_slope``)."""
-    at_zero = float(model.weights.act_fn(torch.tensor([1e-6], dtype=torch.float64))[0] / 1e-6)
+    at_zero = float(model.weights.act_fn(torch.tensor([1e-6], dtype=torch.float64, device="cpu"))[0] / 1e-6)
     seen: dict[str, Tensor] = {}
 
     def keep(key: str):

@@ -29,9 +29,9 @@ SCOPES = ("all", "mlp", "attn")
 
 
 class _Mask(nn.Module):
-    def __init__(self, shape, state: dict, init: float):
+    def __init__(self, shape, state: dict, init: float, device: torch.device):
         super().__init__()
-        self.logits = nn.Parameter(torch.full(shape, float(init)))
+        self.logits = nn.Parameter(torch.full(shape, float(init), device=device))
         self.state = state
         self.keep: Tensor | None = None
         self.last: Tensor | None = None
@@ -126,7 +126,7 @@ def masked(model, scope: str = "all", init: float = 0.0):
                 module = owners.get(id(model.hf_params[name]))
                 if module is None:
                     raise InterpError(f"cannot find the module that owns {name}")
-                mask = _Mask(module.weight.shape, state, init).to(module.weight.device)
+                mask = _Mask(module.weight.shape, state, init, module.weight.device)
                 parametrize.register_parametrization(module, "weight", mask)
                 attached.append(module)
                 masks[name] = mask
@@ -139,4 +139,4 @@ def masked(model, scope: str = "all", init: float = 0.0):
 def random_like(hard: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
     """A random subnetwork of the same expected size: each weight kept with probability ``fraction``."""
     gen = torch.Generator().manual_seed(seed)  # drawn in name order: the same masks from a stored run
-    return {n: torch.rand(hard[n].shape, generator=gen) < fraction for n in sorted(hard)}
+    return {n: torch.rand(hard[n].shape, generator=gen, device="cpu") < fraction for n in sorted(hard)}

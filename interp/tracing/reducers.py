@@ -20,6 +20,8 @@ For every neuron of the chosen layers, over a stream of token batches:
   is the same whatever the batch order or sharding, and merging keeps the smaller key (exact).
   This is delphi's "examples across the activation range", streamed: the explanations read
   the train split, the scores the held-out one.
+- contexts (``context_k > 0``): the first ``context_k`` top and bottom examples and every quadrant
+  example keep their neuron's activations ``width`` tokens either side (``interp.tracing.topk``).
 
 Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length. The state
 lives on the device it is built for (``device=``; the model's, in the atlas), so a GPU
@@ -32,6 +34,8 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from interp.tracing.topk import Windows, by_row, keep, merge_kept
 
 # Histogram bins come straight from the float32 bits: sign, exponent and the top two
 # mantissa bits give 4 bins per octave (ratio 2^(1/4) ~ 1.19), from 2^-12 to 2^12 on
@@ -68,14 +72,6 @@ def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0,
     return mag.bitwise_xor_(key.bitwise_right_shift_(10)).add_(offset + _SIDE)
 
 
-def _stable_topk(values: Tensor, positions: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:
-    """Top-k along the last axis, ties broken by the smaller position (deterministic)."""
-    order = positions.argsort(dim=-1, stable=True)
-    values, positions = values.gather(-1, order), positions.gather(-1, order)
-    keep = values.argsort(dim=-1, descending=largest, stable=True)[..., :k]
-    return values.gather(-1, keep), positions.gather(-1, keep)
-
-
 def _wide(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
@@ -104,13 +100,17 @@ def heldout(windows: Int[Tensor, "..."]) -> Tensor:
 class AtlasReducer:
     """Streaming per-neuron statistics: top/bottom-k (value, position), a histogram, sums.
     With ``quadrant_k > 0`` (GLU models) also, per gate/up sign quadrant, the number of positions
-    and the ``quadrant_k`` largest |activation| (value, position): ``update_quadrants``."""
+    and the ``quadrant_k`` largest |activation| (value, position): ``update_quadrants``. With
+    ``context_k > 0``, the first ``context_k`` top and bottom examples and every quadrant example keep
+    their neuron's activations ``width`` tokens either side (``top_c``, ``bot_c``, ``quad_c``), read
+    from the batch that held them (``interp.tracing.topk``): one pass over the corpus gives them."""
 
     def __init__(self, n_layers: int, d_mlp: int, k: int, device: torch.device | str = "cpu", quadrant_k: int = 0,
-                 sample_seq_len: int = 0):
+                 sample_seq_len: int = 0, context_k: int = 0, width: int = 10):
         self.k = k
         self.quadrant_k = quadrant_k
         self.sample_seq_len = sample_seq_len
+        self.context_k, self.width = min(context_k, k), width
         self.device = torch.device(device)
         shape, on = (n_layers, d_mlp), {"device": self.device}
         self.top_v = torch.full((*shape, k), -torch.inf, **on)
@@ -123,14 +123,20 @@ class AtlasReducer:
         self.sumsq = torch.zeros(shape, dtype=_wide(self.device), **on)
         self.positive = torch.zeros(shape, dtype=torch.int64, **on)
         self.count = torch.zeros((), dtype=torch.int64, **on)
+        self.top_c = self.bot_c = self.quad_c = None
+        if self.context_k:
+            self.top_c = torch.full((*shape, self.context_k, 2 * width + 1), torch.nan, **on)
+            self.bot_c = torch.full_like(self.top_c, torch.nan)
         if quadrant_k:
             self.quad_count = torch.zeros((*shape, 4), dtype=torch.int64, **on)
             self.quad_v = torch.full((*shape, 4, quadrant_k), -torch.inf, **on)  # |activation|
             self.quad_p = torch.full((*shape, 4, quadrant_k), -1, dtype=torch.long, **on)
+            if self.context_k:
+                self.quad_c = torch.full((*shape, 4, quadrant_k, 2 * width + 1), torch.nan, **on)
         if sample_seq_len:  # [layer, split, neuron, bin]: (key << 32 | position), and the activation there
             self.samp = torch.full((n_layers, 2, d_mlp, N_BINS), _EMPTY, dtype=torch.long, **on)
             self.sval = torch.full((n_layers, 2, d_mlp, N_BINS), torch.nan, **on)
-            self.seq_len = torch.tensor(sample_seq_len, dtype=torch.long)
+            self.seq_len = torch.tensor(sample_seq_len, dtype=torch.long, device="cpu")
         self._scratch: dict[str, Tensor] = {}  # reused between batches: fresh pages cost more than the work
 
     # A batch with more than this many candidates per neuron on average takes the dense merge
@@ -138,62 +144,99 @@ class AtlasReducer:
     # Tokens per group: a group's max (min) rules out the whole group with one comparison
     GROUP = 8
 
-    def update(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], positions: Int[Tensor, " tokens"]) -> None:
+    def update(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], positions: Int[Tensor, " tokens"],
+               windows: Windows | None = None) -> None:
         """Fold one batch of one layer (``slot`` indexes the chosen layers) into the state.
 
         Top/bottom-k: only values beyond a per-neuron threshold can enter the k kept
-        (``_candidates``), and only they are merged. The threshold is the neuron's current
+        (``_candidates``), and only they are merged (``topk.keep``, which also reads the contexts of
+        new entries from ``windows``). The threshold is the neuron's current
         k-th value; while the state holds fewer than k values (the first batch) it is the
         batch's own floor. Once the state is warm the candidates are few (a handful per neuron
         and batch). A batch with more than ``DENSE_ABOVE`` candidates per neuron on average
         takes the dense path (a top-k of every neuron that has one). Both give the same state.
         The histogram counts the bin read from each value's bits with one ``bincount``; the sums
-        are float32 within a batch and float64 across batches. Each reducer expects its batches
-        in increasing position order, as ``stream_batches`` and every Ray shard feed them;
-        shards are combined with ``merge``, which is exact in any order.
+        are float32 within a batch and float64 across batches; positive values are counted from
+        the float bits (``clamp(bits, 0, 1)``: 1 exactly where the float is above +0). Each reducer
+        expects its batches in increasing position order, as ``stream_batches`` and every Ray shard
+        feed them; shards are combined with ``merge``, which is exact in any order.
         """
         a = acts.float().to(self.device)  # [tokens, d_mlp]: every reduction runs along the token axis
         positions = positions.to(self.device)
         d_mlp = a.shape[1]
-        for largest, vals, poss in ((True, self.top_v, self.top_p), (False, self.bot_v, self.bot_p)):
+        for largest, vals, poss, ctx in ((True, self.top_v, self.top_p, self.top_c),
+                                         (False, self.bot_v, self.bot_p, self.bot_c)):
             full = not bool(poss[slot, :, -1].lt(0).any())
             tok, neuron, value = self._candidates(a, vals[slot, :, -1], largest, full)
             if len(tok) == 0:
                 continue
             if len(tok) > d_mlp * self.k * self.DENSE_ABOVE:
-                self._merge_dense(slot, a, positions, torch.unique_consecutive(neuron), largest, vals, poss)
+                rows = torch.unique_consecutive(neuron)
+                cand_v, cand_t = self._dense(a, rows, largest)
             else:
-                self._merge_sparse(slot, positions, tok, neuron, value, largest, vals, poss)
+                rows, cand_v, cand_t = by_row(tok, neuron, value, -torch.inf if largest else torch.inf)
+            keep(vals[slot], poss[slot], None if ctx is None else ctx[slot], rows, rows, cand_v, cand_t,
+                 positions, largest, windows)
         offset = torch.arange(0, d_mlp * N_BINS, N_BINS, dtype=torch.int32, device=a.device)
         bins = hist_bins(a, offset, (self._buffer("key", a, torch.int32), self._buffer("bins", a, torch.int32)))
-        self.hist[slot].view(-1).add_(torch.bincount(bins.view(-1), minlength=d_mlp * N_BINS).to(torch.int32))
+        self.hist[slot].view(-1).add_(torch.bincount(bins.view(-1), minlength=d_mlp * N_BINS))
         if self.sample_seq_len:
             self._sample(slot, a, bins, positions)
         self.sum[slot] += a.sum(0)
         self.sumsq[slot] += torch.mul(a, a, out=self._buffer("square", a, a.dtype)).sum(0)
-        self.positive[slot] += torch.gt(a, 0, out=self._buffer("mask", a, torch.bool)).sum(0, dtype=torch.int32)
+        above = torch.clamp(a.view(torch.int32), 0, 1, out=self._buffer("key", a, torch.int32))
+        self.positive[slot] += above.sum(0, dtype=torch.int32)
 
     def update_quadrants(self, slot: int, acts: Float[Tensor, "tokens d_mlp"], gate_pos: Tensor, up_pos: Tensor,
-                         positions: Int[Tensor, " tokens"]) -> None:
-        """Fold one batch of one layer's gate/up signs (``gate_pos``, ``up_pos``: ``[tokens, d_mlp]``
-        booleans, pre-activation > 0) into the quadrant counts and the quadrants' top |activation|."""
-        a = acts.float().to(self.device).abs()
-        quadrant = (~gate_pos.to(self.device)).to(torch.int8) * 2 + (~up_pos.to(self.device)).to(torch.int8)
+                         positions: Int[Tensor, " tokens"],
+                         windows: Windows | None = None) -> None:
+        """Fold one batch of one layer's gate/up signs (``gate_pos``, ``up_pos``: ``[tokens, d_mlp]``, 1
+        where the pre-activation is above 0, else 0, any dtype) into the quadrant counts
+        (from three sums: gate, up, both) and each quadrant's top |activation|. While most quadrants of
+        the layer hold fewer than ``quadrant_k`` (the first batch) every quadrant takes a top-k; after,
+        only values beyond a neuron's threshold are read, and those beyond their own quadrant's are merged
+        (``_candidates`` on |activation| less the lesser threshold of the two quadrants of its gate's sign)."""
+        a = torch.abs(acts.float().to(self.device), out=self._buffer("abs", acts, torch.float32))
+        g, u = gate_pos.to(self.device, torch.float32), up_pos.to(self.device, torch.float32)
         positions = positions.to(self.device)
-        for q in range(4):
-            inside = quadrant == q
-            self.quad_count[slot, :, q] += inside.sum(0)
-            masked = torch.where(inside, a, -torch.inf)
-            k = min(self.quadrant_k, masked.shape[0])
-            top = masked.topk(k, dim=0)  # [k, d_mlp]
-            cand_p = torch.where(top.values > -torch.inf, positions[top.indices], -1)
-            merged_v = torch.cat([self.quad_v[slot, :, q], top.values.T], 1)
-            merged_p = torch.cat([self.quad_p[slot, :, q], cand_p.T], 1)
-            self.quad_v[slot, :, q], self.quad_p[slot, :, q] = _stable_topk(merged_v, merged_p, self.quadrant_k, True)
+        n, d = a.shape
+        ones = torch.ones(1, n, device=self.device)
+        n_g, n_u = (ones @ g).round().long()[0], (ones @ u).round().long()[0]  # exact below 2^24 tokens a batch
+        n_gu = (ones @ torch.mul(g, u, out=self._buffer("both", g, torch.float32))).round().long()[0]
+        self.quad_count[slot] += torch.stack([n_gu, n_g - n_gu, n_u - n_gu, n - n_g - n_u + n_gu], -1)
+        qk = self.quadrant_k
+        vals, poss = self.quad_v[slot].view(d * 4, qk), self.quad_p[slot].view(d * 4, qk)
+        ctx = None if self.quad_c is None else self.quad_c[slot].view(d * 4, qk, -1)
+        threshold = self.quad_v[slot, :, :, -1]  # [d, 4]
+        neurons = torch.arange(d, device=self.device)
+        if bool(threshold.isinf().float().mean() > 0.5):
+            code = (1 - g) * 2 + (1 - u)  # 0: g+u+, 1: g+u-, 2: g-u+, 3: g-u-
+            for q in range(4):
+                top = torch.where(code == q, a, -torch.inf).topk(min(qk, n), dim=0)  # [qk, d]
+                cand_t = torch.where(top.values > -torch.inf, top.indices, -1).T
+                keep(vals, poss, ctx, neurons * 4 + q, neurons, top.values.T.contiguous(), cand_t, positions, True,
+                     windows)
+            return
+        # a value can enter only beyond the lesser threshold of the two quadrants of its gate's sign
+        by_gate = threshold.view(d, 2, 2).amin(2).clamp(min=-1)  # [d, (g+, g-)]; -1 for an unfilled one (finite)
+        margin = torch.sub(a, by_gate[:, 1], out=self._buffer("margin", a, torch.float32))
+        margin.addcmul_(g, by_gate[:, 1] - by_gate[:, 0])
+        tok, neuron, _ = self._candidates(margin, torch.zeros_like(by_gate[:, 0]), True, full=True)
+        at = tok * d + neuron
+        value = a.view(-1).index_select(0, at)
+        q = ((1 - g.view(-1).index_select(0, at)) * 2 + (1 - u.view(-1).index_select(0, at))).long()
+        enter = (value > threshold.reshape(-1).index_select(0, neuron * 4 + q)).nonzero().squeeze(1)
+        if not len(enter):
+            return
+        row = (neuron * 4 + q).index_select(0, enter)
+        order = row.argsort(stable=True)  # tokens stay in order within a row
+        rows, cand_v, cand_t = by_row(tok[enter][order], row[order], value[enter][order], -torch.inf)
+        keep(vals, poss, ctx, rows, rows // 4, cand_v, cand_t, positions, True, windows)
 
     def _sample(self, slot: int, a: Tensor, bins: Tensor, positions: Tensor) -> None:
         """Fold the drawable positions (a quarter, by key) into the per-bin reservoirs: each
-        (split, neuron, bin) keeps the position with the smallest key, and its activation."""
+        (split, neuron, bin) keeps the position with the smallest key, and its activation (read
+        where this batch's entry won: a key holds its position, so one entry per cell can)."""
         key = mix(positions) & 0x7FFFFFFF
         pick = (key % SAMPLE_SHARE == 0).nonzero().squeeze(1)
         if not len(pick):
@@ -202,15 +245,13 @@ class AtlasReducer:
         pos = positions.index_select(0, pick)
         combined = ((key.index_select(0, pick) // SAMPLE_SHARE) << 32) | pos
         split = heldout(pos // self.sample_seq_len).long() * (d * N_BINS)
-        index = bins.index_select(0, pick).long().add_(split[:, None])
+        index = bins.index_select(0, pick).long().add_(split[:, None]).view(-1)
+        offered = combined[:, None].expand(-1, d).reshape(-1)
         flat = self.samp[slot].view(-1)
-        before = flat.clone()
-        flat.scatter_reduce_(0, index.view(-1), combined[:, None].expand(-1, d).reshape(-1), "amin")
-        changed = (flat != before).nonzero().squeeze(1)
-        if len(changed):
-            tok = torch.searchsorted(positions, flat.index_select(0, changed) & _LOW32)
-            neuron = (changed % (d * N_BINS)) // N_BINS
-            self.sval[slot].view(-1)[changed] = a[tok, neuron]
+        flat.scatter_reduce_(0, index, offered, "amin")
+        won = (flat.gather(0, index) == offered).nonzero().squeeze(1)
+        if len(won):
+            self.sval[slot].view(-1)[index[won]] = a[pick[won // d], won % d]
 
     def samples(self) -> dict[str, Tensor]:
         """The drawn samples: ``position`` (-1 where a bin drew none) and ``activation``, each
@@ -259,42 +300,20 @@ class AtlasReducer:
         keep = beyond(value, threshold.index_select(0, neuron)).nonzero().view(-1)
         return tok.index_select(0, keep), neuron.index_select(0, keep), value.index_select(0, keep)
 
-    def _merge_dense(self, slot, a, positions, rows, largest, vals, poss) -> None:
+    def _dense(self, a, rows, largest) -> tuple[Tensor, Tensor]:
+        """Each row's top-k of this batch (values, tokens in order); ``topk`` picks among tied values arbitrarily,
+        so where the k-th value is tied beyond the k taken a stable sort takes the earliest tokens."""
         sub = a[:, rows].T.contiguous()  # [rows, tokens]
         k = min(self.k, sub.shape[1])
         cand = sub.topk(k, dim=1, largest=largest)
         idx = cand.indices
-        # topk picks among tied values arbitrarily: where the k-th value is tied beyond the k taken,
-        # a stable sort takes the earliest tokens instead
         kth = cand.values[:, -1:]
         tied = ((sub == kth).sum(1) > (cand.values == kth).sum(1)).nonzero().squeeze(1)
         if tied.numel():
             idx = idx.clone()
             idx[tied] = sub[tied].argsort(dim=1, descending=largest, stable=True)[:, :k]
-        merged_v = torch.cat([vals[slot, rows], sub.gather(1, idx)], dim=1)
-        merged_p = torch.cat([poss[slot, rows], positions[idx]], dim=1)
-        vals[slot, rows], poss[slot, rows] = _stable_topk(merged_v, merged_p, self.k, largest)
-
-    def _merge_sparse(self, slot, positions, tok, neuron, value, largest, vals, poss) -> None:
-        """Merge candidates grouped by neuron (tokens in order within each) into the kept k."""
-        rows, counts = torch.unique_consecutive(neuron, return_counts=True)
-        on = value.device
-        group = torch.repeat_interleave(torch.arange(len(rows), device=on), counts)
-        rank = torch.arange(len(neuron), device=on) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        pad = -torch.inf if largest else torch.inf
-        cand_v = torch.full((len(rows), int(counts.max())), pad, device=on)
-        cand_p = torch.full(cand_v.shape, -1, dtype=torch.long, device=on)
-        cand_v[group, rank] = value
-        cand_p[group, rank] = positions[tok]
-        merged_v = torch.cat([vals[slot, rows], cand_v], dim=1)
-        merged_p = torch.cat([poss[slot, rows], cand_p], dim=1)
-        if int(positions.min()) > int(poss[slot].max()):
-            # the stream moves forward: every kept entry precedes every candidate, and candidates are in
-            # position order, so one stable sort by value breaks ties by the smaller position
-            keep = merged_v.argsort(dim=1, descending=largest, stable=True)[:, :self.k]
-            vals[slot, rows], poss[slot, rows] = merged_v.gather(1, keep), merged_p.gather(1, keep)
-        else:
-            vals[slot, rows], poss[slot, rows] = _stable_topk(merged_v, merged_p, self.k, largest)
+        idx = idx.sort(dim=1).values  # in token order, as ``keep`` expects of a forward stream
+        return sub.gather(1, idx), idx
 
     def add_tokens(self, n: int) -> None:
         self.count += n
@@ -302,12 +321,8 @@ class AtlasReducer:
     def merge(self, other: "AtlasReducer") -> None:
         """Fold another reducer's state into this one (exact; any order)."""
         other = other.to(self.device)
-        for largest, mine_v, mine_p, theirs_v, theirs_p in (
-            (True, self.top_v, self.top_p, other.top_v, other.top_p),
-            (False, self.bot_v, self.bot_p, other.bot_v, other.bot_p),
-        ):
-            v, p = _stable_topk(torch.cat([mine_v, theirs_v], -1), torch.cat([mine_p, theirs_p], -1), self.k, largest)
-            mine_v.copy_(v), mine_p.copy_(p)
+        merge_kept((self.top_v, self.top_p, self.top_c), (other.top_v, other.top_p, other.top_c), self.k, True)
+        merge_kept((self.bot_v, self.bot_p, self.bot_c), (other.bot_v, other.bot_p, other.bot_c), self.k, False)
         self.hist += other.hist
         self.sum += other.sum.to(self.sum.dtype)
         self.sumsq += other.sumsq.to(self.sum.dtype)
@@ -319,9 +334,8 @@ class AtlasReducer:
             self.sval.copy_(torch.where(take, other.sval, self.sval))
         if self.quadrant_k:
             self.quad_count += other.quad_count
-            v, p = _stable_topk(torch.cat([self.quad_v, other.quad_v], -1), torch.cat([self.quad_p, other.quad_p], -1),
-                                self.quadrant_k, True)
-            self.quad_v.copy_(v), self.quad_p.copy_(p)
+            merge_kept((self.quad_v, self.quad_p, self.quad_c), (other.quad_v, other.quad_p, other.quad_c),
+                       self.quadrant_k, True)
 
     FIELDS = ("top_v", "top_p", "bot_v", "bot_p", "hist", "sum", "sumsq", "positive", "count")
     QUADRANT_FIELDS = ("quad_count", "quad_v", "quad_p")
@@ -329,8 +343,9 @@ class AtlasReducer:
 
     @property
     def fields(self) -> tuple[str, ...]:
+        contexts = ("top_c", "bot_c") + (("quad_c",) if self.quadrant_k else ()) if self.context_k else ()
         return (self.FIELDS + (self.QUADRANT_FIELDS if self.quadrant_k else ())
-                + (self.SAMPLE_FIELDS if self.sample_seq_len else ()))
+                + (self.SAMPLE_FIELDS if self.sample_seq_len else ()) + contexts)
 
     def state(self) -> dict[str, Tensor]:
         """The state on the host (for checkpoints, Ray and the Result); float64 sums."""
@@ -341,8 +356,10 @@ class AtlasReducer:
     @classmethod
     def from_state(cls, state: dict[str, Tensor], device: torch.device | str = "cpu") -> "AtlasReducer":
         n_layers, d_mlp, k = state["top_v"].shape
+        ck, width = state["top_c"].shape[-2:] if "top_c" in state else (0, 1)
         reducer = cls(n_layers, d_mlp, k, device, quadrant_k=state["quad_v"].shape[-1] if "quad_v" in state else 0,
-                      sample_seq_len=int(state["seq_len"]) if "seq_len" in state else 0)
+                      sample_seq_len=int(state["seq_len"]) if "seq_len" in state else 0, context_k=ck,
+                      width=(width - 1) // 2)
         for name in reducer.fields:
             on = "cpu" if name == "seq_len" else reducer.device
             setattr(reducer, name, state[name].to(on, getattr(reducer, name).dtype, copy=True))

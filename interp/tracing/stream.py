@@ -5,7 +5,8 @@ folds the MLP neurons of the chosen layers into an ``AtlasReducer``
 (``interp.tracing.reducers``), with the global position of every token. Each layer is
 folded inside its hook, while its activations are still in cache, and dropped before the
 next layer runs: one layer of one batch is alive at a time, so memory does not grow with
-the corpus or the depth;
+the corpus or the depth; the pass stops after the last chosen layer's MLP (no logits are needed,
+and a model's unembedding can be the largest matrix it has);
 a progress bar (stderr, and the job's progress in the dashboard) shows tokens/s and
 the ETA. The atlas, its Ray shards and ``neuron_stats`` all use it.
 """
@@ -17,28 +18,37 @@ import time
 from collections.abc import Callable, Iterable
 
 import torch
+from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from interp.names import hook_name
 from interp.progress import bar as progress_bar
 from interp.tracing.hooks import hooks
 from interp.tracing.reducers import AtlasReducer
+from interp.tracing.topk import Windows
 
 
-def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None, skip: int = 0):
+def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None, skip: int = 0,
+          last: bool = False):
     """A hook that folds its layer's activations into ``reducer`` and keeps nothing (with ``signs``,
     the gate/up signs its layer's earlier hooks stashed there feed the quadrants, then are dropped). The first
-    ``skip`` positions of every window are left out."""
+    ``skip`` positions of every window are left out of the statistics (not of the stored contexts). The
+    ``last`` layer's hook ends the forward pass (the bridge returns from ``StopAtLayerException``)."""
     def fold(act):
         flat = (act[:, skip:] if skip else act).flatten(0, 1)
-        reducer.update(slot, flat, positions)
+        windows = Windows(act, skip, reducer.width) if reducer.context_k else None
+        reducer.update(slot, flat, positions, windows)
         if signs is not None:
-            reducer.update_quadrants(slot, flat, signs.pop(("gate", slot)), signs.pop(("up", slot)), positions)
+            reducer.update_quadrants(slot, flat, signs.pop(("gate", slot)), signs.pop(("up", slot)), positions,
+                                     windows)
+        if last:
+            raise StopAtLayerException(None)
     return fold
 
 
 def _stash(signs: dict, key: tuple, skip: int = 0):
+    """Keep a pre-activation's signs as float 0/1 (1 where above 0)."""
     def stash(pre):
-        signs[key] = (pre[:, skip:] if skip else pre).flatten(0, 1) > 0
+        signs[key] = torch.sign((pre[:, skip:] if skip else pre).flatten(0, 1).float()).clamp_(min=0)
     return stash
 
 
@@ -57,16 +67,19 @@ def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: i
                       disable=disable) as bar:
         for b in batch_ids:
             batch = tokens[b * bs:(b + 1) * bs]
-            positions = (torch.arange(b * bs, b * bs + len(batch))[:, None] * T + torch.arange(skip, T)).flatten()
-            positions = positions.to(reducer.device)
+            on = reducer.device
+            positions = (torch.arange(b * bs, b * bs + len(batch), device=on)[:, None] * T
+                         + torch.arange(skip, T, device=on)).flatten()
 
             signs = {} if reducer.quadrant_k else None
-            folds = [(site, _fold(reducer, slot, positions, signs, skip)) for slot, site in enumerate(sites)]
+            last = max(range(len(layers)), key=layers.__getitem__)
+            folds = [(site, _fold(reducer, slot, positions, signs, skip, slot == last))
+                     for slot, site in enumerate(sites)]
             if signs is not None:  # GLU: the gate (hook_pre) and up (hook_pre_linear) signs run before hook_post
                 folds += [(hook_name(name, l), _stash(signs, (part, slot), skip)) for slot, l in enumerate(layers)
                           for part, name in (("gate", "mlp_pre"), ("up", "mlp_pre_linear"))]
             with hooks(model, folds):
-                model(batch.to(model.device))
+                model.run_for_hooks(batch)
             reducer.add_tokens(len(positions))
             bar.update(batch.numel())
             if on_batch:

@@ -86,7 +86,7 @@ def pick_targets(model, logits: Float[Tensor, " d_vocab"], config: GraphConfig) 
         cum = probs[order].cumsum(0)
         n = min(MAX_LOGITS, int((cum < 0.95).sum()) + 1)
         ids = [int(t) for t in order[:n]]
-        p = torch.tensor([float(probs[t]) for t in ids])
+        p = torch.tensor([float(probs[t]) for t in ids], device="cpu")
         return Targets([model.token_str(t) for t in ids], [[t] for t in ids], p / p.sum(), p.tolist())
     answer = model.token_id(config.target) if config.target else int(logits.argmax())
     if config.wrong:
@@ -95,8 +95,8 @@ def pick_targets(model, logits: Float[Tensor, " d_vocab"], config: GraphConfig) 
             raise InterpError(f"--wrong {config.wrong!r} is the predicted target token itself: give a different "
                               "token (or name the --target)")
         label = f"{model.token_str(answer)} - {model.token_str(wrong)}"
-        return Targets([label], [[answer, wrong]], torch.ones(1), [float(probs[answer])])
-    return Targets([model.token_str(answer)], [[answer]], torch.ones(1), [float(probs[answer])])
+        return Targets([label], [[answer, wrong]], torch.ones(1, device="cpu"), [float(probs[answer])])
+    return Targets([model.token_str(answer)], [[answer]], torch.ones(1, device="cpu"), [float(probs[answer])])
 
 
 def total_effects(model, tokens, config: GraphConfig) -> tuple[Targets, dict]:
@@ -168,7 +168,7 @@ def expand(model, tokens, cand: Tensor, rows: list[tuple], targets: Targets, bat
             passes += 1
             n = len(chunk)
             emb = (lin.embed[:n] * grads[0][:n]).sum(-1).detach().float() if grads[0] is not None else \
-                torch.zeros(n, P)
+                torch.zeros(n, P, device=tokens.device)
             contrib = torch.zeros(n, L, P, model.d_mlp, device=tokens.device)
             for layer in range(top):
                 g = grads[1 + layer]
@@ -176,8 +176,8 @@ def expand(model, tokens, cand: Tensor, rows: list[tuple], targets: Targets, bat
                     contrib[:, layer] = (lin.post[layer][:n] * g[:n]).detach().float()
             at_cand = contrib[:, cl, cp, ci]  # [n, C]
             rest = contrib.sum(-1)
-            rest.index_put_((torch.arange(n)[:, None].expand(n, len(cand)), cl[None].expand(n, -1),
-                             cp[None].expand(n, -1)), -at_cand, accumulate=True)
+            rows_n = torch.arange(n, device=tokens.device)[:, None].expand(n, len(cand))
+            rest.index_put_((rows_n, cl[None].expand(n, -1), cp[None].expand(n, -1)), -at_cand, accumulate=True)
             for b in range(n):
                 out.add(at_cand[b].cpu(), emb[b].cpu(), rest[b].cpu(), picked[b])
             if bar is not None:
@@ -269,10 +269,10 @@ def _estimate(model, config: GraphConfig, calibrate: bool) -> preflight.Estimate
     if calibrate:  # one real batch of targets (the last layer's, the deepest backward) on random candidates
         L, P = model.n_layers, tokens.shape[1]
         gen = torch.Generator().manual_seed(0)
-        cand = torch.stack([torch.randint(0, hi, (min(config.candidates, 4096),), generator=gen)
+        cand = torch.stack([torch.randint(0, hi, (min(config.candidates, 4096),), generator=gen, device="cpu")
                             for hi in (L, P, model.d_mlp)], -1)
         rows = [("neuron", L - 1, P - 1, i % model.d_mlp) for i in range(width)]
-        targets = Targets(["?"], [[0]], torch.ones(1), [1.0])
+        targets = Targets(["?"], [[0]], torch.ones(1, device="cpu"), [1.0])
 
         def forward():
             with torch.no_grad():

@@ -48,7 +48,8 @@ def cut_at(scores: Tensor, share: float) -> float:
     if not len(s):
         return float("inf")
     cum = s.cumsum(0) / s.sum()
-    return float(s[min(int(torch.searchsorted(cum, torch.tensor(share, dtype=cum.dtype))), len(s) - 1)])
+    at = torch.searchsorted(cum, torch.tensor(share, dtype=cum.dtype, device=cum.device))
+    return float(s[min(int(at), len(s) - 1)])
 
 
 def edge_scores(A: Tensor, w: Tensor) -> Tensor:
@@ -142,7 +143,7 @@ def adjacency(rows, cand: Tensor, n_expand: int, n_logits: int) -> tuple[Tensor,
     """The dense adjacency over the graph's nodes from the expanded rows (``graph.Rows``)."""
     _, L, P = rows.shape
     lay = Layout(n_expand, L, P, n_logits)
-    A = torch.zeros(lay.size, lay.size, dtype=torch.float64)
+    A = torch.zeros(lay.size, lay.size, dtype=torch.float64, device="cpu")
     unexpanded = cand[n_expand:]
     other_cols = lay.other_of(unexpanded[:, 0], unexpanded[:, 1])
     for r in range(len(rows.cand)):
@@ -169,10 +170,10 @@ def _fold(A: Tensor, lay: Layout, cand: Tensor, drop: Tensor) -> None:
 def prune(rows, cand: Tensor, n_expand: int, targets, te, node_threshold: float, edge_threshold: float) -> Pruned:
     K = len(targets.labels)
     A, lay = adjacency(rows, cand, n_expand, K)
-    w = torch.zeros(lay.size, dtype=torch.float64)
+    w = torch.zeros(lay.size, dtype=torch.float64, device="cpu")
     w[lay.logit:] = targets.weights.double()
     node_inf = influence(normalise(A), w)
-    keep = torch.ones(lay.size, dtype=torch.bool)
+    keep = torch.ones(lay.size, dtype=torch.bool, device="cpu")
     keep[:lay.n_neurons] = node_inf[:lay.n_neurons] >= cut_at(node_inf[:lay.n_neurons], node_threshold)
     _fold(A, lay, cand, ~keep)
     for _ in range(lay.n_layers + 2):  # dangling neurons go (each removal can leave another dangling)

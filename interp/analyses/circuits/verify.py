@@ -91,13 +91,13 @@ def knockouts(model, tokens, targets, te, nodes: pd.DataFrame, edges: pd.DataFra
     n = len(chosen)
     # the graph's per-unit direct edges among kept neurons, and their path sums
     pos_of = {node: i for i, node in enumerate(kept.node)}
-    W = torch.zeros(len(kept), len(kept), dtype=torch.float64)
+    W = torch.zeros(len(kept), len(kept), dtype=torch.float64, device="cpu")
     among = edges[edges.source.isin(pos_of) & edges.target.isin(pos_of)]
-    acts = torch.tensor(kept.activation.to_numpy(), dtype=torch.float64)
-    t = torch.tensor([pos_of[x] for x in among.target], dtype=torch.long)
-    s = torch.tensor([pos_of[x] for x in among.source], dtype=torch.long)
-    W[t, s] = torch.tensor(among.weight.to_numpy(), dtype=torch.float64) / acts[s]
-    paths = torch.linalg.inv(torch.eye(len(kept), dtype=torch.float64) - W)  # sum over the graph's paths
+    acts = torch.tensor(kept.activation.to_numpy(), dtype=torch.float64, device="cpu")
+    t = torch.tensor([pos_of[x] for x in among.target], dtype=torch.long, device="cpu")
+    s = torch.tensor([pos_of[x] for x in among.source], dtype=torch.long, device="cpu")
+    W[t, s] = torch.tensor(among.weight.to_numpy(), dtype=torch.float64, device="cpu") / acts[s]
+    paths = torch.linalg.inv(torch.eye(len(kept), dtype=torch.float64, device="cpu") - W)  # sum over the graph's paths
     clean, clean_acts = _metric(model, tokens, targets, sites=[hook_name("mlp_post", l) for l in range(model.n_layers)])
     sites = [hook_name("mlp_post", l) for l in range(model.n_layers)]
     batch = tokens.expand(n, -1)
@@ -108,7 +108,7 @@ def knockouts(model, tokens, targets, te, nodes: pd.DataFrame, edges: pd.DataFra
         writes = [Write(hook_name("mlp_post", layer), rows=[i for i in range(n) if chosen.layer[i] == layer],
                         positions=[int(chosen.position[i]) for i in range(n) if chosen.layer[i] == layer],
                         units=[int(chosen.neuron[i]) for i in range(n) if chosen.layer[i] == layer],
-                        value=torch.tensor([values[i] for i in range(n) if chosen.layer[i] == layer]))
+                        value=torch.tensor([values[i] for i in range(n) if chosen.layer[i] == layer], device="cpu"))
                   for layer in sorted(set(chosen.layer))]
         measured, after = _metric(model, batch, targets, writes, sites)
         for i, r in enumerate(chosen.itertuples()):
@@ -137,33 +137,32 @@ def curve(model, tokens, targets, te, nodes: pd.DataFrame, means: Tensor, seed: 
     L, P, D = te["acts"].shape
     score = te["effect"].abs().clone()
     kept = nodes[nodes.kind == "neuron"]
-    graph = torch.zeros(L, P, D, dtype=torch.bool)
-    graph[torch.tensor(kept.layer.to_numpy().copy()), torch.tensor(kept.position.to_numpy().copy()),
-          torch.tensor(kept.neuron.to_numpy().copy())] = True
-    score[graph] = score.max() + 1 + torch.tensor(kept.influence.to_numpy(), dtype=score.dtype)
+    graph = torch.zeros(L, P, D, dtype=torch.bool, device="cpu")
+    graph[tuple(torch.tensor(kept[c].to_numpy().copy(), device="cpu") for c in ("layer", "position", "neuron"))] = True
+    score[graph] = score.max() + 1 + torch.tensor(kept.influence.to_numpy(), dtype=score.dtype, device="cpu")
     order = score.flatten().argsort(descending=True)
     gen = torch.Generator().manual_seed(seed)
-    masks, labels = [torch.ones(L, P, D, dtype=torch.bool), torch.zeros(L, P, D, dtype=torch.bool)], [("clean", 100),
-                                                                                                       ("none", 0)]
+    masks = [torch.ones(L, P, D, dtype=torch.bool, device="cpu"), torch.zeros(L, P, D, dtype=torch.bool, device="cpu")]
+    labels = [("clean", 100), ("none", 0)]
     for x in CURVE:
         k = math.ceil(x / 100 * L * P * D)
-        top = torch.zeros(L * P * D, dtype=torch.bool)
+        top = torch.zeros(L * P * D, dtype=torch.bool, device="cpu")
         top[order[:k]] = True
         top = top.view(L, P, D)
         masks.append(top)
         labels.append(("top", x))
-        rand = torch.zeros(L, P * D, dtype=torch.bool)
+        rand = torch.zeros(L, P * D, dtype=torch.bool, device="cpu")
         for layer in range(L):  # the same number per layer, chosen at random
             m = int(top[layer].sum())
-            rand[layer, torch.randperm(P * D, generator=gen)[:m]] = True
+            rand[layer, torch.randperm(P * D, generator=gen, device="cpu")[:m]] = True
         masks.append(rand.view(L, P, D))
         labels.append(("random", x))
     masks.append(graph)
     labels.append(("graph", round(100 * int(graph.sum()) / (L * P * D), 4)))
     outside = torch.nonzero(~graph.flatten()).flatten()
     for h in range(HALVES):  # ablate a random half of the neurons outside the graph
-        keep = torch.ones(L * P * D, dtype=torch.bool)
-        keep[outside[torch.randperm(len(outside), generator=gen)[: len(outside) // 2]]] = False
+        keep = torch.ones(L * P * D, dtype=torch.bool, device="cpu")
+        keep[outside[torch.randperm(len(outside), generator=gen, device="cpu")[: len(outside) // 2]]] = False
         masks.append(keep.view(L, P, D))
         labels.append(("half", h))
     stacked = torch.stack(masks)

@@ -62,7 +62,7 @@ def targets(model, forget: list[Item], layer: int, subj: Tensor) -> tuple[Tensor
     opt = torch.optim.Adam([delta], lr=TARGET_LR)
     site = hook_name("resid_post", layer)
     rows = torch.arange(len(forget), device=subj.device)
-    loss = torch.zeros(())
+    loss = torch.zeros((), device=h.device)
     with torch.enable_grad():
         for _ in range(TARGET_STEPS):
             with intervene(model, [Write(site, rows=rows, positions=subj, add=delta)]):

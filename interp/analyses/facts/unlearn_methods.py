@@ -81,7 +81,8 @@ class Steering:
             norm = acts[self.site][self.f_mask].float().norm(dim=-1).mean()
             model(r_tok)
             self.r_frozen = acts[self.site].float()
-        u = torch.rand(model.cfg.d_model, generator=torch.Generator().manual_seed(config.seed)).to(pos.device)
+        gen = torch.Generator().manual_seed(config.seed)  # drawn on the host: the same direction on every device
+        u = torch.rand(model.cfg.d_model, generator=gen, device="cpu").to(pos.device)
         self.control = config.rmu_coef * norm * u / u.norm()
         self.alpha = config.rmu_alpha
 

@@ -19,9 +19,14 @@ neuron's peak |activation| and ``NON_ACTIVATING_K`` below it, per split (``which
 the bin), and every example row says its ``split``. ``interp explain`` builds explanations from the train
 split and scores them on the held-out one.
 
-Contexts: a top activation is stored as (window, position) into the stored corpus
-tokens; ``contexts`` re-runs those windows to give the per-token activations around
-it (one forward over at most k windows), which keeps an atlas of SmolLM2 to a few MB.
+One pass: every statistic, example and stored context comes from the same streamed forward
+passes, which stop after the last chosen layer's MLP (``interp.tracing.stream``). An example is
+stored as (window, position) into the stored corpus tokens; the first ``CONTEXT_K`` top and bottom
+examples and every quadrant example also keep their neuron's activations ``CONTEXT_WIDTH`` tokens
+either side, read by the reducer from the batch that held them (``interp.tracing.topk``), so a
+neuron card needs no forward pass and the atlas no second pass over the corpus. (Until 2026-12-06 a
+second, unsharded pass re-ran the windows that held an example; the Result's meaning is unchanged, so
+its VERSION is too: a context's values are now the very activations the statistics saw.)
 
 Resumable: with ``checkpoint_every=N`` the reducer state is written (atomically)
 every N batches under ``$INTERP_RUNS/neuron_atlas/.checkpoints/``; a rerun with the
@@ -51,13 +56,11 @@ from interp.analyses.base import estimator, register
 from interp.datasets.corpus import window_tensor
 from interp.datasets.sampling import sampling_seconds
 from interp.errors import InterpError
-from interp.names import hook_name
 from interp.paths import runs_root
 from interp.result import Config, Result, option, provenance
 from interp.scale import preflight
 from interp.scale.sweep import sweep
 from interp.storage.cache import Entry
-from interp.tracing import record
 from interp.tracing.reducers import HIST_EDGES, N_BINS, QUADRANTS, SPLITS, AtlasReducer, heldout
 from interp.tracing.stream import stream_batches
 
@@ -67,8 +70,10 @@ CONTEXT_K = 5  # top and bottom examples whose per-token activations are stored 
 CONTEXT_WIDTH = 10  # tokens either side of an example with stored activations
 
 
-def _quadrant_k(model) -> int:
-    return QUADRANT_K if model.is_glu else 0
+def _reducer(model, n_layers: int, config: AtlasConfig, device="cpu") -> AtlasReducer:
+    """An empty reducer with everything the atlas keeps: GLU quadrants, samples, stored contexts."""
+    return AtlasReducer(n_layers, model.d_mlp, config.k, device, quadrant_k=QUADRANT_K if model.is_glu else 0,
+                        sample_seq_len=config.seq_len, context_k=CONTEXT_K, width=CONTEXT_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,12 @@ def plan(model, config: AtlasConfig) -> torch.Tensor:
     return window_tensor(model, config.corpus, config.seq_len, config.n_tokens)
 
 
+CHECKPOINT_FORMAT = 2  # 2: the stored contexts are in the reducer's state
+
+
 def _checkpoint(model, config: AtlasConfig) -> Entry:
-    return Entry(runs_root() / "neuron_atlas", ".checkpoints", model.weights_hash, key=config.identity(),
-                 checkpoint=True)
+    return Entry(runs_root() / "neuron_atlas", ".checkpoints", model.weights_hash,
+                 key={**config.identity(), "state": CHECKPOINT_FORMAT}, checkpoint=True)
 
 
 def _save_checkpoint(entry: Entry, reducer: AtlasReducer, done: set[int]) -> None:
@@ -127,8 +135,7 @@ def _resume(model, config, layers, n_batches) -> tuple[Entry, AtlasReducer, set[
     write the same format, so either resumes the other)."""
     ckpt = _checkpoint(model, config)
     resumed = ckpt.read(_read_checkpoint) if config.checkpoint_every else None
-    reducer, done = resumed or (AtlasReducer(len(layers), model.d_mlp, config.k, quadrant_k=_quadrant_k(model),
-                                             sample_seq_len=config.seq_len), set())
+    reducer, done = resumed or (_reducer(model, len(layers), config), set())
     if done:
         tqdm.write(f"resuming the atlas from a checkpoint: {len(done)} of {n_batches} batches done", file=sys.stderr)
     return ckpt, reducer.to(model.device), done  # reducers run where the activations are; host copies at checkpoints
@@ -148,11 +155,11 @@ def _in_process(model, tokens, layers, config, n_batches) -> AtlasReducer:
     return reducer
 
 
-def _atlas_chunk(model, batch_ids: list[int], tokens, layers, batch_size: int, k: int, skip: int) -> dict:
+def _atlas_chunk(model, batch_ids: list[int], tokens, layers, config: AtlasConfig, skip: int) -> dict:
     """One actor's share: a chunk of batches into a fresh reducer, returned on the host."""
-    reducer = AtlasReducer(len(layers), model.d_mlp, k, model.device, quadrant_k=_quadrant_k(model),
-                           sample_seq_len=tokens.shape[1])
-    stream_batches(model, tokens, layers, batch_size, batch_ids, reducer, desc="atlas shard", disable=True, skip=skip)
+    reducer = _reducer(model, len(layers), config, model.device)
+    stream_batches(model, tokens, layers, config.batch_size, batch_ids, reducer, desc="atlas shard", disable=True,
+                   skip=skip)
     return reducer.state()
 
 
@@ -169,7 +176,7 @@ def _sharded(model, tokens, layers, config, n_batches, workers) -> AtlasReducer:
         done.update(chunks[key])
 
     T = tokens.shape[1]
-    args = (tokens, layers, config.batch_size, config.k, skipped(model, config))
+    args = (tokens, layers, config, skipped(model, config))
     sweep(model, chunks, _atlas_chunk, fold, args, workers=workers, every=1 if config.checkpoint_every else 0,
           save=lambda _: _save_checkpoint(ckpt, reducer, done) if len(done) < n_batches else None,
           weight=lambda chunk: len(chunk) * config.batch_size * T, desc="atlas", unit="tok", launcher=config.launcher)
@@ -184,28 +191,27 @@ def estimate(model, config: AtlasConfig, calibrate: bool) -> preflight.Estimate:
     n_windows = -(-config.n_tokens // config.seq_len)  # at most: a shorter corpus gives fewer
     n_batches = -(-n_windows // config.batch_size)
     B, T, L = min(config.batch_size, n_windows), config.seq_len, len(layers)
-    state = L * model.d_mlp * (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8 + 2 * N_BINS * (8 + 4))
+    per_neuron = (2 * config.k * (4 + 8) + N_BINS * 4 + 3 * 8 + 2 * N_BINS * (8 + 4)
+                  + (2 * CONTEXT_K + 4 * QUADRANT_K * model.is_glu) * (2 * CONTEXT_WIDTH + 1) * 4)
     est = preflight.Estimate(
-        # the stored contexts take a second pass over the windows that hold an example: at most every batch again
-        "neuron_atlas", str(model.device), forwards=2 * n_batches, units=n_batches,
-        work=f"{n_batches:,} batches of {B} x {T} tokens (and at most as many again for the stored contexts), "
-             f"{L} layers of {model.d_mlp:,} neurons",
+        "neuron_atlas", str(model.device), forwards=n_batches, units=n_batches,
+        work=f"{n_batches:,} batches of {B} x {T} tokens, one pass, {L} layers of {model.d_mlp:,} neurons",
         memory={**preflight.held(model), "forward": preflight.forward_bytes(model, B, T),
-                "reducer": state, "layer in flight": B * T * model.d_mlp * 4 * 6, "corpus": n_windows * T * 8},
-        available=preflight.available_memory(model.device), calibrate_from=8,  # one batch of 8+: a few percent
+                "reducer": L * model.d_mlp * per_neuron, "layer in flight": B * T * model.d_mlp * 4 * 6,
+                "corpus": n_windows * T * 8},
+        available=preflight.available_memory(model.device), calibrate_from=32,  # ~1 min and more: a few percent
         remedy="a smaller --batch-size, fewer --layers, a smaller -k, or --dtype bfloat16")
     if config.workers > 1:
         est.notes.append(f"with --workers {config.workers} the time divides by up to {config.workers} "
                          "(plus the actors' start-up), and each actor holds its own model")
     if calibrate:
-        tokens = torch.randint(model.d_vocab, (B, T), generator=torch.Generator().manual_seed(0))
-        reducer = AtlasReducer(L, model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
-                               sample_seq_len=config.seq_len)
+        tokens = torch.randint(model.d_vocab, (B, T), generator=torch.Generator().manual_seed(0), device="cpu")
+        reducer = _reducer(model, L, config, model.device)
         seconds, est.measured_peak = preflight.time_once(
             model, lambda: stream_batches(model, tokens, layers, B, [0], reducer, disable=True,
                                           skip=skipped(model, config)))
-        est.seconds = seconds * 2 * n_batches
-        est.calibration = f"one batch timed: {seconds:.2f} s (counted twice: the contexts' pass)"
+        est.seconds = seconds * n_batches
+        est.calibration = f"one batch timed: {seconds:.2f} s"
         sampled = sum(int(p[8:]) for p in config.corpus.split("+") if p.startswith("sampled:") and p[8:].isdigit())
         sampling = sampling_seconds(model, sampled) if sampled else 0.0
         if sampling:  # a sampled corpus not generated yet: the model writes it first
@@ -235,8 +241,7 @@ def atlas_of_tokens(model, tokens: torch.Tensor, config: AtlasConfig) -> Result:
     stored: the random-weights baseline reads the very windows the trained model's atlas read (re-reading
     the corpus would sample a ``sampled:`` corpus from the random model instead)."""
     layers = model.check_layers(config.layers)
-    reducer = AtlasReducer(len(layers), model.d_mlp, config.k, model.device, quadrant_k=_quadrant_k(model),
-                           sample_seq_len=tokens.shape[1])
+    reducer = _reducer(model, len(layers), config, model.device)
     stream_batches(model, tokens, layers, config.batch_size, range(-(-len(tokens) // config.batch_size)), reducer,
                    desc="atlas (same windows)", skip=skipped(model, config))
     return _result(model, config, layers, tokens, reducer)
@@ -260,43 +265,50 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
     })
     for i, qv in enumerate(QUANTILES):
         neurons[f"q{int(qv * 100):02d}"] = q[..., i].flatten().numpy()
-    sources = [("top", reducer.top_v, reducer.top_p), ("bottom", reducer.bot_v, reducer.bot_p)]
+    sources = [("top", reducer.top_v, reducer.top_p, reducer.top_c), ("bottom", reducer.bot_v, reducer.bot_p,
+                                                                          reducer.bot_c)]
     if reducer.quadrant_k:  # GLU: each gate/up sign quadrant's share of positions and its top |activation|
         for j, name in enumerate(QUADRANTS):
             neurons[f"share_{name}"] = (reducer.quad_count[..., j].double() / max(n, 1)).flatten().numpy()
-            sources.append((name, reducer.quad_v[:, :, j], reducer.quad_p[:, :, j]))
+            sources.append((name, reducer.quad_v[:, :, j], reducer.quad_p[:, :, j], reducer.quad_c[:, :, j]))
     T = config.seq_len
     flat_tokens = tokens.flatten()
-    parts = []
-    for which, vals, poss in sources:
+    parts, stored, base = [], [], 0
+    for which, vals, poss, ctx in sources:
         k = vals.shape[-1]
         p = poss.flatten()
+        rank = np.tile(np.arange(k, dtype=np.int32), L * d)
+        ck = ctx.shape[-2]  # the first ck of each neuron's examples have stored contexts
+        index = np.where((rank < ck) & (p.numpy() >= 0), base + np.repeat(np.arange(L * d), k) * ck + rank, -1)
+        stored.append(ctx.reshape(-1, ctx.shape[-1]))
+        base += L * d * ck
         parts.append(pd.DataFrame({
             "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k),
-            "which": which, "rank": np.tile(np.arange(k, dtype=np.int32), L * d),
+            "which": which, "rank": rank,
             "activation": vals.flatten().numpy(), "window": (p // T).numpy().astype(np.int32),
             "pos": (p % T).numpy().astype(np.int32),
-            "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32),
+            "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32), "context": index,
         }))
     if reducer.sample_seq_len:
-        parts.append(_sample_rows(reducer, layers, flat_tokens, T, neurons))
+        parts.append(_sample_rows(reducer, layers, flat_tokens, T, neurons).assign(context=-1))
     examples = pd.concat(parts, ignore_index=True)
     examples["which"] = examples.which.astype("category")
     examples["split"] = pd.Categorical.from_codes(
-        heldout(torch.tensor(examples.window.to_numpy())).numpy().astype(np.int8), SPLITS)
-    index, context_acts = context_activations(model, tokens, examples, config.batch_size)
-    examples["context"] = index
+        heldout(torch.tensor(examples.window.to_numpy(), device="cpu")).numpy().astype(np.int8), SPLITS)
+    context_acts = torch.cat(stored)
     if reducer.quadrant_k:  # the quadrant examples were kept by |activation|: store the signed value
-        quad = examples.context.ge(0) & examples.which.isin(QUADRANTS)
-        examples.loc[examples.which.isin(QUADRANTS) & (examples.window < 0), "activation"] = np.nan
-        examples.loc[quad, "activation"] = context_acts[torch.from_numpy(index[quad.to_numpy()]), CONTEXT_WIDTH].numpy()
+        quad = examples.which.isin(QUADRANTS)
+        examples.loc[quad & (examples.window < 0), "activation"] = np.nan
+        held = quad & examples.context.ge(0)
+        examples.loc[held, "activation"] = context_acts[torch.tensor(examples.context[held].to_numpy(), device="cpu"),
+                                                        CONTEXT_WIDTH].numpy()
     return Result(
         analysis="neuron_atlas",
         config=config,
         provenance=provenance(model, config),
         tables={"neurons": neurons, "examples": examples},
         tensors={"hist": reducer.hist, "hist_edges": HIST_EDGES, "tokens": tokens.to(torch.int32),
-                 "layers": torch.tensor(layers), "context_acts": context_acts},
+                 "layers": torch.tensor(layers, device="cpu"), "context_acts": context_acts},
         metrics={"tokens": n, "windows": len(tokens), "layers": len(layers), "k": config.k,
                  "quantiles": "from the histogram: the upper edge of the crossing bin",
                  "corpus": config.corpus, "context_width": CONTEXT_WIDTH, "skipped": skipped(model, config)},
@@ -318,7 +330,8 @@ def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd
     drawn = reducer.samples()
     pos, act = drawn["position"], drawn["activation"]  # [L, split, d, bins]
     L, _, d, n_bins = pos.shape
-    peak = torch.tensor(np.maximum(neurons["max"].abs(), neurons["min"].abs()).to_numpy()).float().view(L, 1, d, 1)
+    peak = np.maximum(neurons["max"].abs(), neurons["min"].abs()).to_numpy()
+    peak = torch.tensor(peak, device="cpu").float().view(L, 1, d, 1)
     present = pos >= 0
     active = present & (act.abs() >= DENSITY_FRACTION * peak)
     key = torch.where(present & ~active, reducer.samp.cpu() >> 32, torch.iinfo(torch.int64).max)
@@ -335,53 +348,6 @@ def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd
         "pos": (p % T).numpy().astype(np.int32), "token_id": flat_tokens[p].numpy().astype(np.int32)})
 
 
-@torch.no_grad()
-def context_activations(model, tokens: torch.Tensor, examples: pd.DataFrame, batch_size: int,
-                        width: int = CONTEXT_WIDTH) -> tuple[np.ndarray, torch.Tensor]:
-    """Each stored example's neuron activations ``width`` tokens either side (NaN past the window's
-    edges), from one more pass over the windows that hold one: the examples of rank below
-    ``CONTEXT_K`` and every quadrant example. Returns (each example's row in the tensor, -1 where
-    none, and the ``[rows, 2 width + 1]`` tensor), so a neuron card needs no forward pass."""
-    chosen = (examples["rank"] < CONTEXT_K) | examples.which.isin(QUADRANTS)
-    chosen &= examples.window >= 0
-    rows = np.flatnonzero(chosen.to_numpy())
-    out = torch.full((len(rows), 2 * width + 1), float("nan"))
-    index = np.full(len(examples), -1, dtype=np.int64)
-    index[rows] = np.arange(len(rows))
-    if not len(rows):
-        return index, out
-    ex = examples.iloc[rows]
-    layer_np, neuron_np = ex.layer.to_numpy(), ex.neuron.to_numpy()
-    window_np, pos_np = ex.window.to_numpy(), ex.pos.to_numpy()
-    T = tokens.shape[1]
-    offsets = torch.arange(-width, width + 1)
-    windows = np.unique(window_np)
-    progress = tqdm(total=len(windows), desc="atlas contexts", unit="window", file=sys.stderr, leave=False)
-    for start in range(0, len(windows), batch_size):
-        batch = windows[start:start + batch_size]
-        slot = {int(w): i for i, w in enumerate(batch)}
-        in_batch = np.isin(window_np, batch)
-
-        def gather(act, layer, in_batch=in_batch, slot=slot):
-            pick = np.flatnonzero(in_batch & (layer_np == layer))
-            if not len(pick):
-                return
-            w = torch.tensor([slot[int(x)] for x in window_np[pick]])
-            p = torch.tensor(pos_np[pick])[:, None] + offsets
-            valid = (p >= 0) & (p < T)
-            vals = act.detach().float().cpu()[w[:, None], p.clamp(0, T - 1), torch.tensor(neuron_np[pick])[:, None]]
-            out[torch.tensor(pick)] = torch.where(valid, vals, torch.nan)
-
-        sites = {int(l): hook_name("mlp_post", int(l)) for l in np.unique(layer_np)}
-        with record(model, sites.values()) as acts:
-            model(tokens[torch.tensor(batch)].to(model.device))
-        for layer, site in sites.items():
-            gather(acts[site], layer)
-        progress.update(len(batch))
-    progress.close()
-    return index, out
-
-
 DENSITY_FRACTION = 0.1  # a neuron is "active" where |activation| >= this share of its peak |activation|
 
 
@@ -392,7 +358,7 @@ def density(hist, top, bottom, n: int):
     out). Unlike the share of positive values (about half for any signed GLU neuron) it says how often
     the neuron fires."""
     edges = HIST_EDGES.double()
-    inf = torch.tensor([float("inf")], dtype=torch.float64)
+    inf = torch.tensor([float("inf")], dtype=torch.float64, device="cpu")
     lo, hi = torch.cat([-inf, edges]), torch.cat([edges, inf])
     closest = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))  # a bin's least |value|
     tau = DENSITY_FRACTION * torch.maximum(top.abs(), bottom.abs()).double()

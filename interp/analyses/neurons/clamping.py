@@ -138,7 +138,7 @@ def sweep_values(peak: float, n: int = 9, multiple: float = 4.0) -> list[float]:
     """``n`` clamp values from ``-multiple x peak`` to ``+multiple x peak`` (0 included when ``n`` is odd)."""
     if not math.isfinite(peak) or peak <= 0:
         peak = 1.0
-    return torch.linspace(-multiple * peak, multiple * peak, n).tolist()
+    return torch.linspace(-multiple * peak, multiple * peak, n, device="cpu").tolist()
 
 
 @torch.no_grad()
@@ -166,7 +166,7 @@ def dose_response(model, neurons, target: str, values, prompts=NEUTRAL_PROMPTS) 
         with clamp_hooks(model, neurons, value):
             logp = last_logp()
         finite = bool(torch.isfinite(logp).all())
-        kl = (base.exp() * (base - logp)).sum(-1) if finite else torch.full((len(rows),), float("nan"))
+        kl = (base.exp() * (base - logp)).sum(-1) if finite else torch.full((len(rows),), torch.nan, device=base.device)
         out.append({"value": value, "dlogp": float((logp[:, tid] - base[:, tid]).mean()), "kl": float(kl.mean()),
                     "p_target": float(logp[:, tid].exp().mean()), "p_target_before": float(base[:, tid].exp().mean()),
                     "finite": finite})

@@ -158,13 +158,13 @@ def prepare(model, atlas: Result, layers: list[int], config: ExplainConfig):
     windows = tokens[split_windows(tokens, "heldout", config.heldout_windows)]
     acts = dense_activations(model, windows, layers)  # [N, L, d]
     order = {l: i for i, l in enumerate(layers)}
-    li = torch.tensor([order[int(l)] for l in fire.layer])
-    y = acts[:, li, torch.tensor(fire.neuron.to_numpy(), dtype=torch.long)]
-    y = y * torch.tensor((fire.sign / fire.peak).to_numpy()).float()
+    li = torch.tensor([order[int(l)] for l in fire.layer], device="cpu")
+    y = acts[:, li, torch.tensor(fire.neuron.to_numpy(), dtype=torch.long, device="cpu")]
+    y = y * torch.tensor((fire.sign / fire.peak).to_numpy(), device="cpu").float()
     flat = windows.flatten()
-    prev = torch.cat([torch.full((len(windows), 1), -1), windows[:, :-1]], 1).flatten()
+    prev = torch.cat([torch.full((len(windows), 1), -1, device=windows.device), windows[:, :-1]], 1).flatten()
     g = torch.Generator().manual_seed(config.seed)
-    random_rows = torch.randperm(len(flat), generator=g)[:RANDOM_K]
+    random_rows = torch.randperm(len(flat), generator=g, device="cpu")[:RANDOM_K]
     return fire, train, Heldout(flat, prev, y, windows.shape[1], held_ex, random_rows)
 
 

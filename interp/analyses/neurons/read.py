@@ -79,8 +79,8 @@ def typical_activation(atlas: Result | None) -> pd.DataFrame | None:
     stats = atlas.table("neurons")
     L = len(atlas.tensors["layers"])
     shape = (L, len(stats) // max(L, 1))
-    pos, neg = firing_mass(atlas.tensors["hist"], torch.tensor(stats["max"].to_numpy()).view(shape),
-                           torch.tensor(stats["min"].to_numpy()).view(shape), int(atlas.metrics["tokens"]))
+    top, bottom = (torch.tensor(stats[c].to_numpy(), device="cpu").view(shape) for c in ("max", "min"))
+    pos, neg = firing_mass(atlas.tensors["hist"], top, bottom, int(atlas.metrics["tokens"]))
     pos, neg = pos.flatten().numpy(), neg.flatten().numpy()
     out = pd.DataFrame({"layer": stats.layer, "neuron": stats.neuron, "sign": np.where(neg > pos, -1, 1),
                         "mass_pos": pos, "mass_neg": neg, "rms": np.sqrt(stats["var"] + stats["mean"] ** 2)})
@@ -278,7 +278,7 @@ def firing_mass(hist, top, bottom, n: int) -> tuple:
     (or with both: SmolLM2's 29.808 fires positive on dogs and negative elsewhere)."""
     edges = HIST_EDGES.double()
     mid = (torch.cat([edges[:1], edges]) + torch.cat([edges, edges[-1:]])) / 2
-    inf = torch.tensor([float("inf")], dtype=torch.float64)
+    inf = torch.tensor([float("inf")], dtype=torch.float64, device="cpu")
     lo, hi = torch.cat([-inf, edges]), torch.cat([edges, inf])
     closest = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))
     tau = DENSITY_FRACTION * torch.maximum(top.abs(), bottom.abs()).double()

@@ -95,23 +95,23 @@ def predict_dense(entries: pd.DataFrame, layer: int, d_mlp: int, tokens: torch.T
     """Simulated firing of every neuron of ``layer`` at every token: ``[tokens, d_mlp]``."""
     e = entries[entries.layer == layer]
     uniq, inv = torch.unique(tokens, return_inverse=True)
-    table = torch.zeros(len(uniq), d_mlp)
+    table = torch.zeros(len(uniq), d_mlp, device="cpu")
     single = e[(e.prev_id < 0) & e.token_id.isin(uniq.numpy())]
-    where = torch.searchsorted(uniq, torch.tensor(single.token_id.to_numpy()))
-    weights = torch.tensor(single.weight.to_numpy().astype(np.float32))
-    table[where, torch.tensor(single.neuron.to_numpy()).long()] = weights
+    where = torch.searchsorted(uniq, torch.tensor(single.token_id.to_numpy(), device="cpu"))
+    weights = torch.tensor(single.weight.to_numpy().astype(np.float32), device="cpu")
+    table[where, torch.tensor(single.neuron.to_numpy(), device="cpu").long()] = weights
     pred = table[inv]
     pair = e[e.prev_id >= 0]
     if len(pair):
         V = int(max(int(tokens.max()), int(pair.token_id.max())) + 1)
         code = prev.long().clamp(min=-1) * V + tokens.long()
-        pcode = torch.tensor((pair.prev_id.to_numpy() * V + pair.token_id.to_numpy()).astype(np.int64))
+        pcode = torch.tensor((pair.prev_id.to_numpy() * V + pair.token_id.to_numpy()).astype(np.int64), device="cpu")
         hit = torch.isin(code, pcode)
         if hit.any():
             puniq, pinv = torch.unique(pcode, return_inverse=True)
-            ptable = torch.full((len(puniq), d_mlp), torch.nan)
-            pweights = torch.tensor(pair.weight.to_numpy().astype(np.float32))
-            ptable[pinv, torch.tensor(pair.neuron.to_numpy()).long()] = pweights
+            ptable = torch.full((len(puniq), d_mlp), torch.nan, device="cpu")
+            pweights = torch.tensor(pair.weight.to_numpy().astype(np.float32), device="cpu")
+            ptable[pinv, torch.tensor(pair.neuron.to_numpy(), device="cpu").long()] = pweights
             rows = hit.nonzero().squeeze(1)
             vals = ptable[torch.searchsorted(puniq, code[rows]).clamp(max=len(puniq) - 1)]
             pred[rows] = torch.where(vals.isnan(), pred[rows], vals)
@@ -137,7 +137,7 @@ def render_label(vocab: list[str], entries: pd.DataFrame, promoted: list[int]) -
 
 def split_windows(tokens: torch.Tensor, split: str, n: int) -> torch.Tensor:
     """The first ``n`` windows of a split (by ``heldout``)."""
-    held = heldout(torch.arange(len(tokens)))
+    held = heldout(torch.arange(len(tokens), device="cpu"))
     ids = (held if split == "heldout" else ~held).nonzero().squeeze(1)[:n]
     if not len(ids):
         raise InterpError(f"the atlas has no {split} window: build it over more tokens (--tokens)")
@@ -148,7 +148,7 @@ def split_windows(tokens: torch.Tensor, split: str, n: int) -> torch.Tensor:
 def dense_activations(model, tokens: torch.Tensor, layers: list[int], batch_size: int = 8) -> torch.Tensor:
     """Every neuron of ``layers`` at every token of ``tokens`` (``[windows, seq]``): ``[tokens, layers, d_mlp]``."""
     sites = [hook_name("mlp_post", l) for l in layers]
-    out = torch.empty(tokens.numel(), len(layers), model.d_mlp)
+    out = torch.empty(tokens.numel(), len(layers), model.d_mlp, device="cpu")
     T = tokens.shape[1]
     for start in range(0, len(tokens), batch_size):
         batch = tokens[start:start + batch_size]
@@ -169,20 +169,20 @@ def token_change(model, neurons: pd.DataFrame, contexts: torch.Tensor, k: int = 
     clean = model(contexts.to(model.device))[:, -1].float().log_softmax(-1).cpu()  # [C, vocab]
     rows = [(i, c) for i in range(len(neurons)) for c in range(C)]
     layer, index, value = (neurons[c].to_numpy() for c in ("layer", "neuron", "value"))
-    delta = torch.zeros(len(neurons), model.d_vocab)
+    delta = torch.zeros(len(neurons), model.d_vocab, device="cpu")
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, file=sys.stderr, leave=False):
         chunk = rows[start:start + batch_size]
         who = np.array([i for i, _ in chunk])
-        ctx = torch.tensor([c for _, c in chunk])
+        ctx = torch.tensor([c for _, c in chunk], device="cpu")
         writes = []
         for l in np.unique(layer[who]):
             sel = np.flatnonzero(layer[who] == l)
             writes.append(Write(hook_name("mlp_post", int(l)), rows=sel.tolist(), positions=-1,
                                 units=index[who[sel]].tolist(),
-                                value=torch.tensor(value[who[sel]], dtype=torch.float32)))
+                                value=torch.tensor(value[who[sel]], dtype=torch.float32, device="cpu")))
         with intervene(model, writes):
             logp = model(contexts[ctx].to(model.device))[:, -1].float().log_softmax(-1).cpu()
-        delta.index_add_(0, torch.tensor(who), (logp - clean[ctx]) / C)
+        delta.index_add_(0, torch.tensor(who, device="cpu"), (logp - clean[ctx]) / C)
     return delta.topk(k, dim=1).indices.tolist()
 
 
@@ -212,9 +212,9 @@ def _padded(df: pd.DataFrame, col: str, index: pd.MultiIndex) -> tuple[torch.Ten
     df = df.assign(_code=code)[code >= 0]
     slot = df.groupby("_code").cumcount().to_numpy(copy=True)
     width = int(slot.max()) + 1 if len(slot) else 1
-    vals = torch.zeros(len(index), width, dtype=torch.float64)
-    mask = torch.zeros(len(index), width, dtype=torch.bool)
-    vals[df._code.to_numpy(copy=True), slot] = torch.tensor(df[col].to_numpy().astype(np.float64))
+    vals = torch.zeros(len(index), width, dtype=torch.float64, device="cpu")
+    mask = torch.zeros(len(index), width, dtype=torch.bool, device="cpu")
+    vals[df._code.to_numpy(copy=True), slot] = torch.tensor(df[col].to_numpy().astype(np.float64), device="cpu")
     mask[df._code.to_numpy(copy=True), slot] = True
     return vals, mask
 
@@ -255,7 +255,7 @@ def score(entries: pd.DataFrame, fire: pd.DataFrame, held: Heldout, d_mlp: int,
 
 def derangement(n: int, generator: torch.Generator) -> np.ndarray:
     """A random cyclic shift of ``n`` items: nobody keeps its own (for n > 1)."""
-    shift = int(torch.randint(1, max(n, 2), (1,), generator=generator)) if n > 1 else 0
+    shift = int(torch.randint(1, max(n, 2), (1,), generator=generator, device="cpu")) if n > 1 else 0
     return (np.arange(n) + shift) % max(n, 1)
 
 
@@ -272,9 +272,9 @@ def reassigned(entries: pd.DataFrame, fire: pd.DataFrame, perm: np.ndarray) -> p
 def shuffled(held: Heldout, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
     """The held-out tokens permuted against their activations (pairs stay pairs), and the examples' tokens
     permuted among the examples."""
-    perm = torch.randperm(len(held.tokens), generator=generator)
+    perm = torch.randperm(len(held.tokens), generator=generator, device="cpu")
     ex = held.examples.copy()
-    order = torch.randperm(len(ex), generator=generator).numpy()
+    order = torch.randperm(len(ex), generator=generator, device="cpu").numpy()
     cols = ["token_id", "prev_id"] + [f"prev{o}" for o in range(2, DETECT_LEFT + 1)]
     ex[cols] = ex[cols].to_numpy()[order]
     return held.tokens[perm], held.prev[perm], ex

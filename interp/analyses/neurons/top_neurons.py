@@ -58,7 +58,8 @@ def run(model, config: TopNeuronsConfig) -> Result:
         warnings.warn(f"the neurons' DLA misses the MLPs' by {residual:.3g} on {model.spec}: the per-neuron "
                       "decomposition is not exact for this architecture", stacklevel=2)
     act_last = torch.stack([acts[hook_name("mlp_post", l)][0, -1] for l in range(model.n_layers)])
-    layer_idx, neuron_idx = torch.meshgrid(torch.arange(model.n_layers), torch.arange(model.d_mlp), indexing="ij")
+    layer_idx, neuron_idx = torch.meshgrid(torch.arange(model.n_layers, device="cpu"),
+                                           torch.arange(model.d_mlp, device="cpu"), indexing="ij")
     table = pd.DataFrame({
         "layer": layer_idx.flatten().numpy(),
         "neuron": neuron_idx.flatten().numpy(),

@@ -90,7 +90,7 @@ def trace_fact(model, fact: Fact, answer: int, config: TraceConfig, progress=Non
     subj = subject_positions(model, fact.prompt, fact.subject)
     S, L = config.samples, model.n_layers
     gen = torch.Generator().manual_seed(config.seed)
-    noise = torch.randn(S, len(subj), model.d_model, generator=gen) * config.noise * embed_std(model)
+    noise = torch.randn(S, len(subj), model.d_model, generator=gen, device="cpu") * config.noise * embed_std(model)
     noise = noise.to(model.device, model.dtype)
     subj_idx = torch.tensor(subj, device=model.device)
     embed = hook_name("embed")
@@ -108,7 +108,7 @@ def trace_fact(model, fact: Fact, answer: int, config: TraceConfig, progress=Non
     positions = [subj[-1]] if config.subject_only else list(range(subj[0], T))
     effects = {}
     for kind in sites:
-        grid = torch.zeros(L, T)
+        grid = torch.zeros(L, T, device="cpu")
         combos = [(l, t) for l in range(L) for t in positions]
         per_run = max(1, config.batch_rows // S)
         for start in range(0, len(combos), per_run):

@@ -363,7 +363,7 @@ def run(model, config: PatchingConfig, pairs: list[Pair] | None = None) -> Resul
     lengths = batch.lengths.cpu()
     for (component, layer), s in scores.items():
         B, U = s.shape
-        pair, unit = torch.arange(B).repeat_interleave(U), torch.arange(U).repeat(B)
+        pair, unit = torch.arange(B, device="cpu").repeat_interleave(U), torch.arange(U, device="cpu").repeat(B)
         values = s.flatten().cpu()
         keep = ~values.isnan()
         rows.append(pd.DataFrame({

@@ -31,7 +31,7 @@ def estimate(model, config: PatchingConfig, calibrate: bool) -> preflight.Estima
     batch = prepare(model, pairs)
     layers = list(config.layers) or list(range(model.n_layers))
     B, T = batch.clean.shape
-    nbytes = torch.empty((), dtype=model.dtype).element_size()
+    nbytes = torch.empty((), dtype=model.dtype, device="meta").element_size()
     recorded = sum(B * T * _site_width(model, c) * nbytes for c in config.components) * len(layers)
     memory = {**preflight.held(model), "recorded sites": recorded}
     common = dict(available=preflight.available_memory(model.device), device=str(model.device))

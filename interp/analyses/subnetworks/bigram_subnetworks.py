@@ -71,7 +71,7 @@ class BigramConfig(Config):
 
 def corpus_stream(model, config: BigramConfig) -> Tensor:
     windows = list(token_windows(model, load_corpus(config.corpus, model), config.seq_len, config.corpus_tokens))
-    stream = torch.tensor([t for w in windows for t in w])
+    stream = torch.tensor([t for w in windows for t in w], device="cpu")
     if len(stream) < MIN_TOKENS:
         raise InterpError(f"corpus {config.corpus!r} gives {len(stream)} tokens; bigram estimates need at least "
                           f"{MIN_TOKENS:,} (the CPU protocol uses 60,000)")
@@ -115,7 +115,7 @@ def train_mask(model, masks: Masks, train: Tensor, target_fn, config: BigramConf
     with bar(range(start, config.steps), desc=f"mask ({kind})", unit="step", initial=start,
               total=config.steps) as progress, torch.enable_grad():
         for step in progress:
-            rows = torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % n_windows
+            rows = torch.arange(step * config.batch_size, (step + 1) * config.batch_size, device="cpu") % n_windows
             tokens = train[rows].to(model.device)
             masks.set("soft", T=T)
             logits = model(tokens)

@@ -22,7 +22,7 @@ def unpack(stored: Tensor, shape) -> Tensor:
     n = int(np.prod(shape))
     if stored.dtype == torch.uint8:
         return torch.from_numpy(np.unpackbits(stored.numpy(), count=n).astype(bool)).view(*shape)
-    keep = torch.zeros(n, dtype=torch.bool)
+    keep = torch.zeros(n, dtype=torch.bool, device="cpu")
     keep[stored.long()] = True
     return keep.view(*shape)
 
@@ -62,12 +62,12 @@ def stored_subnetwork(model, ref: str = "") -> Result:
 def preview(model, private, result: Result, token_id: int) -> dict[str, Tensor]:
     """Next-token distributions after one token: the full ``model``, the stored subnetwork (its mask applied
     to ``private``, a model no one else uses) and the corpus bigram statistics."""
-    tokens = torch.tensor([[token_id]])
+    tokens = torch.tensor([[token_id]], device="cpu")
     full = model(tokens)[0, -1].float().softmax(-1)
     with masked(private, result.config.params) as masks:
         masks.set_fixed(stored_mask(result, private))
         sub = private(tokens)[0, -1].float().softmax(-1)
-    bigram = stored_table(result).dist(torch.tensor([token_id]))[0]
+    bigram = stored_table(result).dist(torch.tensor([token_id], device="cpu"))[0]
     return {"full model": full, "subnetwork": sub, "corpus bigram": bigram}
 
 

@@ -39,12 +39,12 @@ LN2 = float(np.log(2))
 def bigram_surprisal(table: BigramTable, windows: Int[Tensor, "window pos"]) -> Float[Tensor, "window next"]:
     """``-log2 c(x, y) / c(x)`` for each consecutive pair of ``windows`` (inf where the pair was never counted)."""
     V = table.d_vocab
-    cur = torch.repeat_interleave(torch.arange(V), table.row_ptr[1:] - table.row_ptr[:-1])
+    cur = torch.repeat_interleave(torch.arange(V, device="cpu"), table.row_ptr[1:] - table.row_ptr[:-1])
     keys = cur * V + table.next.long()  # sorted: count_bigrams groups by context, then by next token
     x, y = windows[:, :-1].long().cpu(), windows[:, 1:].long().cpu()
     want = (x * V + y).flatten()
     at = torch.searchsorted(keys, want).clamp(max=len(keys) - 1)
-    count = torch.where(keys[at] == want, table.counts[at].double(), torch.zeros(len(want), dtype=torch.float64))
+    count = torch.where(keys[at] == want, table.counts[at].double(), 0.0)
     context = table.context[x.flatten()].double()
     p = torch.where(context > 0, count / context.clamp(min=1), torch.zeros_like(count))
     return (-torch.log2(p)).view(x.shape)  # log2(0) = -inf: an unseen bigram
@@ -83,7 +83,7 @@ def heldout_windows(model, corpus: str, counted_tokens: int, n_tokens: int, seq_
     if not windows:
         raise InterpError(f"corpus {corpus!r} has no text after its first {counted_tokens:,} tokens to hold out; "
                           "give a longer corpus or fewer --corpus-tokens")
-    return torch.tensor(windows, dtype=torch.long)
+    return torch.tensor(windows, dtype=torch.long, device="cpu")
 
 
 def surprisal_rows(model, masks, hard: dict[str, Tensor], windows: Tensor, table: BigramTable,

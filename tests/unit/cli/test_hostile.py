@@ -565,7 +565,8 @@ def test_class8_hints_signals_and_control_bytes(capsys, monkeypatch, tmp_path):
     from interp.metrics import dla_tolerance
     assert dla_tolerance(10.0, torch.bfloat16) > 10 * dla_tolerance(10.0)  # rounding, not the architecture
     # SIGTERM (Slurm, docker stop) ends a long command as Ctrl-C does: one line saying what was saved, 143
-    env = {**__import__("os").environ, "INTERP_RUNS": str(tmp_path / "runs")}
+    env = {**__import__("os").environ, "INTERP_RUNS": str(tmp_path / "runs"),
+           "INTERP_ATLAS_THROTTLE_S": "0.2"}  # long enough to be stopped mid-run, however fast the atlas gets
     proc = subprocess.Popen([sys.executable, "-m", "interp.cli", "atlas", "-m", "tiny-llama", "--corpus",
                              "stdlib-docs", "--tokens", "2000000"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -45,15 +45,16 @@ def pairs(tmp_path) -> str:
 
 @pytest.fixture
 def forwards(monkeypatch):
-    """Counts the model's forward passes."""
+    """Counts the model's forward passes (``__call__``, and ``run_for_hooks``: the atlas's pass for its hooks)."""
     count = {"n": 0}
-    call = Model.__call__
+    def counted(call):
+        def counting(self, tokens):
+            count["n"] += 1
+            return call(self, tokens)
+        return counting
 
-    def counting(self, tokens):
-        count["n"] += 1
-        return call(self, tokens)
-
-    monkeypatch.setattr(Model, "__call__", counting)
+    for name in ("__call__", "run_for_hooks"):
+        monkeypatch.setattr(Model, name, counted(getattr(Model, name)))
     return count
 
 
@@ -86,7 +87,7 @@ def test_dry_run_prints_the_estimate_and_stops(capsys, monkeypatch, pairs):
     code, out, _ = run_cli(capsys, monkeypatch, "atlas", "-m", "tiny-llama", "--corpus", "stdlib-docs",
                            "--tokens", "2048", "--seq-len", "32", "--dry-run", "--json")
     data = strict(out)
-    assert code == 0 and data["forwards"] == 16 and data["fits"] and data["seconds"] > 0  # 8 batches, twice
+    assert code == 0 and data["forwards"] == 8 and data["fits"] and data["seconds"] > 0  # 8 batches, one pass
     assert not stored("neuron_atlas")
     code, out, _ = run_cli(capsys, monkeypatch, "patch", "-m", "tiny-llama", "-d", pairs, "--method", "activation",
                            "--components", "mlp_out", "--dry-run")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp.tracing import reducers
 from interp.tracing.reducers import AtlasReducer
+from interp.tracing.topk import Windows
 
 
 def _brute(values: torch.Tensor, positions: torch.Tensor, k: int, largest: bool):
@@ -29,9 +31,9 @@ def test_every_merge_path_equals_a_brute_force_pass(monkeypatch, path):
     if path != "chosen":
         monkeypatch.setattr(reducer, "DENSE_ABOVE", 0.0 if path == "dense" else float("inf"))
     taken = {"dense": 0, "sparse": 0}
-    for name in taken:
-        original = getattr(reducer, f"_merge_{name}")
-        monkeypatch.setattr(reducer, f"_merge_{name}",
+    for name, owner, attr in (("dense", reducer, "_dense"), ("sparse", reducers, "by_row")):
+        original = getattr(owner, attr)
+        monkeypatch.setattr(owner, attr,
                             lambda *a, name=name, original=original: (taken.__setitem__(name, taken[name] + 1),
                                                                        original(*a))[1])
     for b in range(batches):
@@ -137,3 +139,68 @@ def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly():
     for (s, j, b), p in want.items():
         assert drawn["activation"][0, s, j, b] == data[p, j]
     assert len({s for s, _, _ in want}) == 2  # both splits drew
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_stored_contexts_are_the_activations_around_each_kept_example(shards):
+    """The first ``context_k`` top and bottom examples carry their neuron's activations ``width`` tokens either
+    side (NaN past the window, the skipped first positions included), read while their batch was in memory:
+    equal to slicing the whole activation tensor at the brute-force examples, one pass or shards merged."""
+    torch.manual_seed(2)
+    n_windows, T, d, k, ck, width, skip, per_batch = 24, 12, 10, 4, 3, 2, 1, 2
+    acts = torch.randn(n_windows, T, d).round(decimals=1)
+    parts = [AtlasReducer(1, d, k, context_k=ck, width=width) for _ in range(shards)]
+    for b in range(n_windows // per_batch):
+        batch = acts[b * per_batch:(b + 1) * per_batch]
+        positions = ((torch.arange(per_batch) + b * per_batch)[:, None] * T + torch.arange(skip, T)).flatten()
+        parts[b % shards].update(0, batch[:, skip:].flatten(0, 1), positions, Windows(batch, skip, width))
+    reducer = parts[0]
+    for other in parts[1:]:
+        reducer.merge(other)
+    flat = acts[:, skip:].flatten(0, 1)
+    positions = (torch.arange(n_windows)[:, None] * T + torch.arange(skip, T)).flatten()
+    padded = torch.nn.functional.pad(acts, (0, 0, width, width), value=float("nan"))  # [windows, T + 2w, d]
+    for largest, poss, ctx in ((True, reducer.top_p, reducer.top_c), (False, reducer.bot_p, reducer.bot_c)):
+        _, want_p = _brute(flat, positions, k, largest)
+        assert torch.equal(poss[0], want_p)
+        for neuron in range(d):
+            for rank in range(ck):
+                w, p = divmod(int(want_p[neuron, rank]), T)
+                want = padded[w, p:p + 2 * width + 1, neuron]
+                torch.testing.assert_close(ctx[0, neuron, rank], want, equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_quadrants_equal_a_brute_force_pass_one_pass_or_sharded(shards):
+    """Per gate/up sign quadrant: the count, and the top |activation| with positions and contexts, against a
+    loop over all the data; sharded and merged the same. Small batches leave quadrants unfilled after the first
+    batch (a threshold of -inf), the case that once lost candidates to inf - inf."""
+    torch.manual_seed(3)
+    d, T, skip, per_batch, n_windows, qk, width = 6, 10, 1, 2, 16, 2, 2
+    acts, gate, up = torch.randn(3, n_windows, T, d).unbind(0)
+    parts = [AtlasReducer(1, d, 4, quadrant_k=qk, context_k=3, width=width) for _ in range(shards)]
+    for b in range(n_windows // per_batch):
+        at = slice(b * per_batch, (b + 1) * per_batch)
+        positions = ((torch.arange(per_batch) + b * per_batch)[:, None] * T + torch.arange(skip, T)).flatten()
+        flat, windows = acts[at, skip:].flatten(0, 1), Windows(acts[at], skip, width)
+        parts[b % shards].update(0, flat, positions, windows)
+        parts[b % shards].update_quadrants(0, flat, (gate[at, skip:].flatten(0, 1) > 0).float(),
+                                           (up[at, skip:].flatten(0, 1) > 0).float(), positions, windows)
+    reducer = parts[0]
+    for other in parts[1:]:
+        reducer.merge(other)
+    a, g, u = (x[:, skip:].flatten(0, 1) for x in (acts, gate, up))
+    positions = (torch.arange(n_windows)[:, None] * T + torch.arange(skip, T)).flatten()
+    padded = torch.nn.functional.pad(acts, (0, 0, width, width), value=float("nan"))
+    code = (g <= 0).long() * 2 + (u <= 0).long()
+    for neuron in range(d):
+        for q in range(4):
+            inside = code[:, neuron] == q
+            assert int(reducer.quad_count[0, neuron, q]) == int(inside.sum())
+            want_v, want_p = _brute(torch.where(inside, a[:, neuron].abs(), -torch.inf)[:, None], positions, qk, True)
+            assert torch.equal(reducer.quad_v[0, neuron, q], want_v[0])
+            assert torch.equal(reducer.quad_p[0, neuron, q], torch.where(want_v[0] > -torch.inf, want_p[0], -1))
+            for rank, p in enumerate(reducer.quad_p[0, neuron, q].tolist()):
+                w, t = divmod(p, T)
+                torch.testing.assert_close(reducer.quad_c[0, neuron, q, rank], padded[w, t:t + 2 * width + 1, neuron],
+                                           rtol=0, atol=0, equal_nan=True)
