@@ -62,9 +62,16 @@ def load(spec: str, device: str, dtype: str):
 
     from interp.models import load_model
 
+    stray = os.environ.get(STRAY_DEVICE)
+    if stray:
+        try:
+            torch.device(stray)
+        except RuntimeError:
+            raise InterpError(f"{STRAY_DEVICE}={stray!r} is not a torch device: set it to meta (the device-mixing "
+                              "check) or unset it") from None
     model = load_model(spec, device=device, dtype=dtype)
-    if os.environ.get(STRAY_DEVICE):
-        torch.set_default_device(os.environ[STRAY_DEVICE])
+    if stray:
+        torch.set_default_device(stray)
     return model
 
 

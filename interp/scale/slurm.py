@@ -17,6 +17,7 @@ this driver and the jobs it submitted, never for weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -78,6 +79,8 @@ class ArrayPool:
             job.cancel(check=False)
         if exc[0] is None and not unfinished:
             shutil.rmtree(self.folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # and .submitit/ itself once no other run's folder is in it
+                self.folder.parent.rmdir()
 
     def put(self, value):
         return value  # pickled into each task's submission

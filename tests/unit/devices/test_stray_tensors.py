@@ -105,3 +105,14 @@ def test_the_cli_switch_puts_stray_tensors_on_meta(capsys, monkeypatch, tmp_path
         torch.set_default_device(None)
     assert code == 0, err
     assert json.loads(out)["analysis"] == "top_neurons"
+
+
+def test_a_bad_switch_value_is_one_error_naming_it(capsys, monkeypatch, tmp_path):
+    from tests.unit.cli.helpers import run_cli
+
+    monkeypatch.setenv("INTERP_RUNS", str(tmp_path))
+    monkeypatch.setenv("INTERP_STRAY_DEVICE", "bogus")
+    code, out, err = run_cli(capsys, monkeypatch, "top-neurons", "-m", "tiny-llama", "--prompt", "abc")
+    assert code == 2 and err.strip().splitlines() == ["error: INTERP_STRAY_DEVICE='bogus' is not a torch device: "
+                                                      "set it to meta (the device-mixing check) or unset it"]
+    assert torch.empty(0).device.type == "cpu" and not list(tmp_path.glob("*/*"))  # nothing set, nothing stored
