@@ -77,6 +77,7 @@ def main() -> None:
           "corpus": args.corpus},
          f"python benchmarks/atlas_at_scale.py --model {args.model} --corpus {args.corpus} --tokens {args.tokens}", [
              "benchmarks/atlas_at_scale.py", "interp/analyses/neurons/atlas.py", "interp/tracing/reducers.py",
+             "interp/tracing/fused.py",
              "interp/tracing/topk.py", "interp/tracing/stream.py"])
 
 

@@ -60,9 +60,10 @@ def main() -> None:
     reducer = _reducer(model, model.n_layers, config)
     class NoFold:  # stream_batches with hooks that fold nothing, stopping after the last layer
         context_k = quadrant_k = 0
+        fused = False
         device = model.device
 
-        def update(self, *args):
+        def fold(self, *args):
             pass
 
         def add_tokens(self, n):
@@ -132,6 +133,7 @@ def whole_command(spec: str, batches: int) -> None:
           "atlas_tok_s": round(n / whole), "plain_tok_s": round(n / plain)},
          f"python benchmarks/neuron_atlas.py --models {spec} --sizes", [
              "benchmarks/neuron_atlas.py", "interp/analyses/neurons/atlas.py", "interp/tracing/reducers.py",
+             "interp/tracing/fused.py",
              "interp/tracing/stream.py", "interp/tracing/hooks.py"])
 
 

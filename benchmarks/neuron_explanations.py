@@ -23,7 +23,7 @@ import torch
 
 FILES = ["interp/analyses/neurons/explain.py", "interp/analyses/neurons/scoring.py",
          "interp/analyses/neurons/simulate.py", "interp/analyses/neurons/atlas.py", "interp/tracing/reducers.py",
-         "interp/tracing/stream.py"]
+         "interp/tracing/fused.py", "interp/tracing/stream.py"]
 ATLAS = {"corpus": "sampled:4096+stdlib-docs", "n_tokens": 16384}
 
 

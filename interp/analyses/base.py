@@ -163,9 +163,9 @@ def non_finite_outputs(result: Result) -> list[str]:
     bad = non_finite(result.metrics)
     bad += [f"tensors.{k}" for k, v in result.tensors.items() if v.is_floating_point() and bool(torch.isinf(v).any())]
     for name, df in dict.items(result.tables):
-        if hasattr(df, "select_dtypes"):
-            values = df.select_dtypes("number").to_numpy(dtype=float, na_value=np.nan)
-            if values.size and bool(np.isinf(values).any()):
+        if hasattr(df, "select_dtypes"):  # column by column: only float columns can hold an infinity
+            columns = df.select_dtypes("floating")
+            if any(bool(np.isinf(columns[c].to_numpy(dtype=float, na_value=np.nan)).any()) for c in columns):
                 bad.append(f"tables.{name}")
     return bad
 

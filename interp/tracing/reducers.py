@@ -23,6 +23,11 @@ For every neuron of the chosen layers, over a stream of token batches:
 - contexts (``context_k > 0``): the first ``context_k`` top and bottom examples and every quadrant
   example keep their neuron's activations ``width`` tokens either side (``interp.tracing.topk``).
 
+Two implementations fold a batch (``interp.tracing.stream.fold``): on the CPU, with numba, one compiled pass over
+each layer's activations (``interp.tracing.fused``); elsewhere (a GPU), the torch passes of ``fold`` (``update``
+and ``update_quadrants``). They give the same state, bit for bit but for the sums' rounding (a test compares every
+field), and ``merge`` combines either's shards.
+
 Memory is fixed by (layers x d_mlp x k) and the bins, never by corpus length. The state
 lives on the device it is built for (``device=``; the model's, in the atlas), so a GPU
 run never copies activations to the host; ``state()`` moves it to the host, for
@@ -31,45 +36,14 @@ checkpoints, Ray and the Result.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.tracing.bins import HIST_EDGES, N_BINS, hist_bins  # noqa: F401  (re-exported)
 from interp.tracing.topk import Windows, by_row, keep, merge_kept
-
-# Histogram bins come straight from the float32 bits: sign, exponent and the top two
-# mantissa bits give 4 bins per octave (ratio 2^(1/4) ~ 1.19), from 2^-12 to 2^12 on
-# each side, plus a bin for |x| < 2^-12 (one per sign) and one beyond +-2^12.
-_SHIFT, _LOW_KEY, _SPAN = 21, (115 << 2) - 1, 97  # key 460 is 2^-12 (biased exponent 115)
-_SIDE = _SPAN + 1  # 98 bins per sign
-N_BINS = 2 * _SIDE  # 196
-
-
-def _lower_edge(m: int) -> float:
-    key = _LOW_KEY + m
-    return 2.0 ** ((key >> 2) - 127) * (1 + (key & 3) / 4)
-
-
-_POS_EDGES = [_lower_edge(m) for m in range(1, _SPAN + 1)]  # 2^-12 ... 2^12
-HIST_EDGES = torch.tensor([-e for e in reversed(_POS_EDGES)] + [0.0] + _POS_EDGES)  # 195 edges -> 196 bins
-
-
-def hist_bins(x: Float[Tensor, "..."], offset: Int[Tensor, "..."] | int = 0,
-              scratch: tuple[Tensor, Tensor] | None = None) -> Int[Tensor, "..."]:
-    """The histogram bin of each float32 value (plus ``offset``), read from its bits with
-    integer operations: shift, mask, subtract, clamp, and a sign flip by xor.
-
-    Bins ``0..97`` hold negative values (``0``: below ``-2^12``; ``97``: ``(-2^-12, 0]``),
-    bins ``98..195`` the rest (``98``: ``[0, 2^-12)``; ``195``: ``2^12`` and above);
-    ``HIST_EDGES`` are the boundaries between them. ``scratch``: two int32 tensors of ``x``'s
-    shape to compute in (the result is the second), so a stream of batches allocates nothing.
-    """
-    bits = x.float().contiguous().view(torch.int32)
-    key, mag = scratch if scratch is not None else (None, None)
-    key = torch.bitwise_right_shift(bits, _SHIFT, out=key)  # sign, exponent, 2 mantissa bits; < 0 if negative
-    mag = torch.bitwise_and(key, 1023, out=mag).sub_(_LOW_KEY).clamp_(0, _SPAN)  # the magnitude's bin on its side
-    # negative values: _SPAN - mag, i.e. (~mag) + _SIDE; key >> 10 is -1 for them and 0 otherwise
-    return mag.bitwise_xor_(key.bitwise_right_shift_(10)).add_(offset + _SIDE)
 
 
 def _wide(device: torch.device) -> torch.dtype:
@@ -82,6 +56,17 @@ HELDOUT_SHARE = 5  # one window in five is held out
 SAMPLE_SHARE = 4  # one position in four can be drawn as a sample
 _EMPTY = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
+
+
+def fused_available() -> bool:
+    """Whether the fused CPU pass can run: numba is installed and ``INTERP_FUSED`` is not 0."""
+    if os.environ.get("INTERP_FUSED", "1") == "0":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def mix(x: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
@@ -138,6 +123,25 @@ class AtlasReducer:
             self.sval = torch.full((n_layers, 2, d_mlp, N_BINS), torch.nan, **on)
             self.seq_len = torch.tensor(sample_seq_len, dtype=torch.long, device="cpu")
         self._scratch: dict[str, Tensor] = {}  # reused between batches: fresh pages cost more than the work
+        self._work: dict = {}  # the fused pass's scratch, likewise
+        self._drawn = None  # (a batch's positions, a copy of them, its drawable tokens)
+        self.fused = self.device.type == "cpu" and fused_available()  # where stream.fold takes the fused pass
+
+    def fold(self, slot: int, act: Float[Tensor, "batch seq d_mlp"], positions: Int[Tensor, " tokens"], skip: int = 0,
+             gate: Float[Tensor, "batch seq d_mlp"] | None = None, up: Float[Tensor, "batch seq d_mlp"] | None = None
+             ) -> None:
+        """Fold one batch of one layer, whole windows, by the torch passes (``update``, ``update_quadrants``):
+        positions ``skip`` on of each window enter the statistics (``positions``: theirs, in order), every
+        position can be read as a stored context; ``gate``, ``up``: the GLU pre-activations, for the quadrants.
+        ``interp.tracing.stream.fold`` takes the fused CPU pass instead where ``fused`` says it runs; both give
+        the same state, but for the sums' float rounding."""
+        flat = (act[:, skip:] if skip else act).flatten(0, 1)
+        windows = Windows(act, skip, self.width) if self.context_k else None
+        self.update(slot, flat, positions, windows)
+        if self.quadrant_k:
+            gate_pos, up_pos = (torch.sign((pre[:, skip:] if skip else pre).flatten(0, 1).float()).clamp_(min=0)
+                                for pre in (gate, up))
+            self.update_quadrants(slot, flat, gate_pos, up_pos, positions, windows)
 
     # A batch with more than this many candidates per neuron on average takes the dense merge
     DENSE_ABOVE = 4.0
@@ -212,10 +216,12 @@ class AtlasReducer:
         if bool(threshold.isinf().float().mean() > 0.5):
             code = (1 - g) * 2 + (1 - u)  # 0: g+u+, 1: g+u-, 2: g-u+, 3: g-u-
             for q in range(4):
-                top = torch.where(code == q, a, -torch.inf).topk(min(qk, n), dim=0)  # [qk, d]
-                cand_t = torch.where(top.values > -torch.inf, top.indices, -1).T
-                keep(vals, poss, ctx, neurons * 4 + q, neurons, top.values.T.contiguous(), cand_t, positions, True,
-                     windows)
+                masked = torch.where(code == q, a, -torch.inf)
+                # a stable sort, then token order: tied values go to the earlier token, as in one pass
+                idx = masked.argsort(dim=0, descending=True, stable=True)[:min(qk, n)].sort(dim=0).values  # [qk, d]
+                top = masked.gather(0, idx)
+                cand_t = torch.where(top > -torch.inf, idx, -1).T
+                keep(vals, poss, ctx, neurons * 4 + q, neurons, top.T.contiguous(), cand_t, positions, True, windows)
             return
         # a value can enter only beyond the lesser threshold of the two quadrants of its gate's sign
         by_gate = threshold.view(d, 2, 2).amin(2).clamp(min=-1)  # [d, (g+, g-)]; -1 for an unfilled one (finite)

@@ -24,31 +24,39 @@ from interp.names import hook_name
 from interp.progress import bar as progress_bar
 from interp.tracing.hooks import hooks
 from interp.tracing.reducers import AtlasReducer
-from interp.tracing.topk import Windows
+
+
+def fold(reducer: AtlasReducer, slot: int, act: torch.Tensor, positions: torch.Tensor, skip: int = 0,
+         gate: torch.Tensor | None = None, up: torch.Tensor | None = None) -> None:
+    """One layer of one batch (whole windows ``[batch, seq, d_mlp]``) into ``reducer``: the fused CPU pass
+    (``interp.tracing.fused``, numba) where ``reducer.fused`` says it runs, otherwise the torch passes
+    (``AtlasReducer.fold``)."""
+    if reducer.fused:
+        from interp.tracing.fused import fold_reducer
+
+        fold_reducer(reducer, slot, act, positions, skip, gate, up)
+    else:
+        reducer.fold(slot, act, positions, skip, gate, up)
 
 
 def _fold(reducer: AtlasReducer, slot: int, positions: torch.Tensor, signs: dict | None = None, skip: int = 0,
           last: bool = False):
     """A hook that folds its layer's activations into ``reducer`` and keeps nothing (with ``signs``,
-    the gate/up signs its layer's earlier hooks stashed there feed the quadrants, then are dropped). The first
-    ``skip`` positions of every window are left out of the statistics (not of the stored contexts). The
-    ``last`` layer's hook ends the forward pass (the bridge returns from ``StopAtLayerException``)."""
-    def fold(act):
-        flat = (act[:, skip:] if skip else act).flatten(0, 1)
-        windows = Windows(act, skip, reducer.width) if reducer.context_k else None
-        reducer.update(slot, flat, positions, windows)
-        if signs is not None:
-            reducer.update_quadrants(slot, flat, signs.pop(("gate", slot)), signs.pop(("up", slot)), positions,
-                                     windows)
+    the gate/up pre-activations its layer's earlier hooks stashed there feed the quadrants, then are dropped).
+    The first ``skip`` positions of every window are left out of the statistics (not of the stored contexts).
+    The ``last`` layer's hook ends the forward pass (the bridge returns from ``StopAtLayerException``)."""
+    def hook(act):
+        gate, up = (signs.pop(("gate", slot)), signs.pop(("up", slot))) if signs is not None else (None, None)
+        fold(reducer, slot, act, positions, skip, gate, up)
         if last:
             raise StopAtLayerException(None)
-    return fold
+    return hook
 
 
-def _stash(signs: dict, key: tuple, skip: int = 0):
-    """Keep a pre-activation's signs as float 0/1 (1 where above 0)."""
+def _stash(signs: dict, key: tuple):
+    """Keep a pre-activation (the gate's or the up projection's) for its layer's fold."""
     def stash(pre):
-        signs[key] = torch.sign((pre[:, skip:] if skip else pre).flatten(0, 1).float()).clamp_(min=0)
+        signs[key] = pre
     return stash
 
 
@@ -76,7 +84,7 @@ def stream_batches(model, tokens: torch.Tensor, layers: list[int], batch_size: i
             folds = [(site, _fold(reducer, slot, positions, signs, skip, slot == last))
                      for slot, site in enumerate(sites)]
             if signs is not None:  # GLU: the gate (hook_pre) and up (hook_pre_linear) signs run before hook_post
-                folds += [(hook_name(name, l), _stash(signs, (part, slot), skip)) for slot, l in enumerate(layers)
+                folds += [(hook_name(name, l), _stash(signs, (part, slot))) for slot, l in enumerate(layers)
                           for part, name in (("gate", "mlp_pre"), ("up", "mlp_pre_linear"))]
             with hooks(model, folds):
                 model.run_for_hooks(batch)

@@ -282,17 +282,22 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
         index = np.where((rank < ck) & (p.numpy() >= 0), base + np.repeat(np.arange(L * d), k) * ck + rank, -1)
         stored.append(ctx.reshape(-1, ctx.shape[-1]))
         base += L * d * ck
-        parts.append(pd.DataFrame({
-            "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k),
-            "which": which, "rank": rank,
+        parts.append((which, {
+            "layer": np.repeat(layer_col, k), "neuron": np.repeat(neuron_col, k), "rank": rank,
             "activation": vals.flatten().numpy(), "window": (p // T).numpy().astype(np.int32),
             "pos": (p % T).numpy().astype(np.int32),
             "token_id": flat_tokens[p.clamp(min=0)].numpy().astype(np.int32), "context": index,
         }))
     if reducer.sample_seq_len:
-        parts.append(_sample_rows(reducer, layers, flat_tokens, T, neurons).assign(context=-1))
-    examples = pd.concat(parts, ignore_index=True)
-    examples["which"] = examples.which.astype("category")
+        samples = _sample_rows(reducer, layers, flat_tokens, T, neurons)
+        parts.append(("sample", {**samples, "context": np.full(len(samples["rank"]), -1, dtype=np.int64)}))
+    # one frame from whole columns (a concat of frames, or a string column made categorical, costs seconds)
+    names = sorted({which for which, part in parts if len(part["rank"])})
+    examples = pd.DataFrame({column: np.concatenate([part[column] for _, part in parts]) for column in parts[0][1]},
+                            copy=False)  # no consolidating copy of the columns
+    examples.insert(2, "which", pd.Categorical.from_codes(np.concatenate([
+        np.full(len(part["rank"]), names.index(which) if which in names else 0, dtype=np.int8)
+        for which, part in parts]), names))
     examples["split"] = pd.Categorical.from_codes(
         heldout(torch.tensor(examples.window.to_numpy(), device="cpu")).numpy().astype(np.int8), SPLITS)
     context_acts = torch.cat(stored)
@@ -322,8 +327,8 @@ def _result(model, config, layers, tokens, reducer: AtlasReducer) -> Result:
 NON_ACTIVATING_K = 8  # non-activating samples kept per neuron and split
 
 
-def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd.DataFrame) -> pd.DataFrame:
-    """The reservoir samples as example rows (``which="sample"``, ``rank``: the histogram bin): every
+def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd.DataFrame) -> dict:
+    """The reservoir samples as example columns (``which="sample"``, ``rank``: the histogram bin): every
     sample at or beyond ``DENSITY_FRACTION`` of the neuron's peak |activation| (its activating range, both
     signs), and the ``NON_ACTIVATING_K`` drawn first (smallest key: uniform over the positions below it)
     of the rest, per split."""
@@ -341,11 +346,10 @@ def _sample_rows(reducer: AtlasReducer, layers, flat_tokens, T: int, neurons: pd
     quiet.scatter_(-1, first.indices, first.values < torch.iinfo(torch.int64).max)
     layer_i, _split, neuron_i, bin_i = (active | quiet).nonzero(as_tuple=True)
     p = pos[layer_i, _split, neuron_i, bin_i]
-    return pd.DataFrame({
-        "layer": np.asarray(layers, dtype=np.int32)[layer_i.numpy()], "neuron": neuron_i.numpy().astype(np.int32),
-        "which": "sample", "rank": bin_i.numpy().astype(np.int32),
-        "activation": act[layer_i, _split, neuron_i, bin_i].numpy(), "window": (p // T).numpy().astype(np.int32),
-        "pos": (p % T).numpy().astype(np.int32), "token_id": flat_tokens[p].numpy().astype(np.int32)})
+    return {"layer": np.asarray(layers, dtype=np.int32)[layer_i.numpy()], "neuron": neuron_i.numpy().astype(np.int32),
+            "rank": bin_i.numpy().astype(np.int32), "activation": act[layer_i, _split, neuron_i, bin_i].numpy(),
+            "window": (p // T).numpy().astype(np.int32), "pos": (p % T).numpy().astype(np.int32),
+            "token_id": flat_tokens[p].numpy().astype(np.int32)}
 
 
 DENSITY_FRACTION = 0.1  # a neuron is "active" where |activation| >= this share of its peak |activation|

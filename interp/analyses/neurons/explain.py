@@ -258,7 +258,7 @@ def llm_explanations(model, atlas: Result, out: dict, config: ExplainConfig) -> 
     entries = pd.DataFrame(rows, columns=["layer", "neuron", "prev_id", "token_id", "weight", "support", "mass"])
     sub = fire.merge(chosen[["layer", "neuron"]], on=["layer", "neuron"])
     held = out["held"]
-    keep = fire.reset_index().merge(sub[["layer", "neuron"]], on=["layer", "neuron"])["index"].to_numpy()
+    keep = fire.reset_index().merge(sub[["layer", "neuron"]], on=["layer", "neuron"])["index"].to_numpy().copy()
     sub_held = Heldout(held.tokens, held.prev, held.y[:, keep], held.seq_len,
                        held.examples.merge(sub[["layer", "neuron"]], on=["layer", "neuron"]), held.random_rows)
     scores = score(entries, sub, sub_held, model.d_mlp)

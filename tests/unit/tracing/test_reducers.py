@@ -7,7 +7,16 @@ import torch
 
 from interp.tracing import reducers
 from interp.tracing.reducers import AtlasReducer
-from interp.tracing.topk import Windows
+from interp.tracing.stream import fold
+
+PATHS = ["torch", pytest.param("fused", marks=pytest.mark.skipif(not reducers.fused_available(),
+                                                                  reason="numba is not installed"))]
+
+
+def _fold(reducer: AtlasReducer, path: str, acts, positions, skip: int = 0, gate=None, up=None) -> None:
+    """One batch of windows ``[batch, seq, d]`` through ``fold``, on the torch passes or the fused CPU pass."""
+    reducer.fused = path == "fused"
+    fold(reducer, 0, acts, positions, skip, gate, up)
 
 
 def _brute(values: torch.Tensor, positions: torch.Tensor, k: int, largest: bool):
@@ -82,7 +91,8 @@ def test_candidates_hold_every_value_that_can_enter(n_tok):
             assert int(got.sum()) < a.numel() / 2
 
 
-def test_interleaved_shards_merge_to_the_brute_force_pass():
+@pytest.mark.parametrize("path", PATHS)
+def test_interleaved_shards_merge_to_the_brute_force_pass(path):
     """Each shard streams its own batches in order (as a Ray actor does); merge combines them exactly."""
     torch.manual_seed(1)
     d, k, tokens = 16, 4, 25
@@ -91,7 +101,7 @@ def test_interleaved_shards_merge_to_the_brute_force_pass():
     shards = [AtlasReducer(1, d, k) for _ in range(3)]
     for b in range(400 // tokens):
         rows = slice(b * tokens, (b + 1) * tokens)
-        shards[b % 3].update(0, data[rows], positions[rows])
+        _fold(shards[b % 3], path, data[rows][None], positions[rows])
     merged = AtlasReducer(1, d, k)
     for shard in reversed(shards):
         merged.merge(shard)
@@ -100,7 +110,8 @@ def test_interleaved_shards_merge_to_the_brute_force_pass():
         assert torch.equal(vals[0], want_v) and torch.equal(poss[0], want_p)
 
 
-def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly():
+@pytest.mark.parametrize("path", PATHS)
+def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly(path):
     """The per-bin reservoir against a brute-force loop (each (split, neuron, bin) keeps the drawable
     position with the smallest key), and shards merged in any order equal one pass, values included."""
     from interp.tracing.reducers import SAMPLE_SHARE, hist_bins, mix
@@ -114,8 +125,8 @@ def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly():
     shards = [AtlasReducer(1, d, 2, sample_seq_len=T) for _ in range(2)]
     for b in range(n // 64):
         rows = slice(b * 64, (b + 1) * 64)
-        one.update(0, data[rows], positions[rows])
-        shards[b % 2].update(0, data[rows], positions[rows])
+        _fold(one, path, data[rows][None], positions[rows])
+        _fold(shards[b % 2], path, data[rows][None], positions[rows])
     merged = AtlasReducer(1, d, 2, sample_seq_len=T)
     for shard in reversed(shards):
         merged.merge(shard)
@@ -141,8 +152,9 @@ def test_samples_are_the_smallest_key_of_each_bin_and_split_and_merge_exactly():
     assert len({s for s, _, _ in want}) == 2  # both splits drew
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("shards", [1, 3])
-def test_stored_contexts_are_the_activations_around_each_kept_example(shards):
+def test_stored_contexts_are_the_activations_around_each_kept_example(shards, path):
     """The first ``context_k`` top and bottom examples carry their neuron's activations ``width`` tokens either
     side (NaN past the window, the skipped first positions included), read while their batch was in memory:
     equal to slicing the whole activation tensor at the brute-force examples, one pass or shards merged."""
@@ -153,7 +165,7 @@ def test_stored_contexts_are_the_activations_around_each_kept_example(shards):
     for b in range(n_windows // per_batch):
         batch = acts[b * per_batch:(b + 1) * per_batch]
         positions = ((torch.arange(per_batch) + b * per_batch)[:, None] * T + torch.arange(skip, T)).flatten()
-        parts[b % shards].update(0, batch[:, skip:].flatten(0, 1), positions, Windows(batch, skip, width))
+        _fold(parts[b % shards], path, batch, positions, skip)
     reducer = parts[0]
     for other in parts[1:]:
         reducer.merge(other)
@@ -170,8 +182,9 @@ def test_stored_contexts_are_the_activations_around_each_kept_example(shards):
                 torch.testing.assert_close(ctx[0, neuron, rank], want, equal_nan=True, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("shards", [1, 2])
-def test_quadrants_equal_a_brute_force_pass_one_pass_or_sharded(shards):
+def test_quadrants_equal_a_brute_force_pass_one_pass_or_sharded(shards, path):
     """Per gate/up sign quadrant: the count, and the top |activation| with positions and contexts, against a
     loop over all the data; sharded and merged the same. Small batches leave quadrants unfilled after the first
     batch (a threshold of -inf), the case that once lost candidates to inf - inf."""
@@ -182,10 +195,7 @@ def test_quadrants_equal_a_brute_force_pass_one_pass_or_sharded(shards):
     for b in range(n_windows // per_batch):
         at = slice(b * per_batch, (b + 1) * per_batch)
         positions = ((torch.arange(per_batch) + b * per_batch)[:, None] * T + torch.arange(skip, T)).flatten()
-        flat, windows = acts[at, skip:].flatten(0, 1), Windows(acts[at], skip, width)
-        parts[b % shards].update(0, flat, positions, windows)
-        parts[b % shards].update_quadrants(0, flat, (gate[at, skip:].flatten(0, 1) > 0).float(),
-                                           (up[at, skip:].flatten(0, 1) > 0).float(), positions, windows)
+        _fold(parts[b % shards], path, acts[at], positions, skip, gate[at], up[at])
     reducer = parts[0]
     for other in parts[1:]:
         reducer.merge(other)
